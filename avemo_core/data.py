@@ -1,0 +1,139 @@
+"""From clip-shard rows to padded, masked model batches.
+
+Ray Data (`iter_batches(batch_format="numpy")`), plain pyarrow and tests all hand over columns as a
+mapping of name -> numpy array; `batch_from_columns` is the one place that turns them into tensors.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from avemo_core.labels import EMOTIONS
+from avemo_core.schema import AUDIO_DTYPE, VISUAL_DTYPE
+
+
+@dataclasses.dataclass
+class Batch:
+    """A padded batch. Masks are True on real frames; a sample without a modality has an all-False mask."""
+
+    audio: torch.Tensor  # (B, Ta, F) float32 log-mel
+    audio_mask: torch.Tensor  # (B, Ta) bool
+    visual: torch.Tensor  # (B, Tv, H, W) float32 in [0, 1]
+    visual_mask: torch.Tensor  # (B, Tv) bool
+    labels: torch.Tensor  # (B, E) float32 in {0, 1}
+    label_known: torch.Tensor  # (B,) bool: False for unlabelled clips
+
+    @property
+    def has_audio(self) -> torch.Tensor:  # (B,) bool
+        return self.audio_mask.any(dim=1)
+
+    @property
+    def has_visual(self) -> torch.Tensor:  # (B,) bool
+        return self.visual_mask.any(dim=1)
+
+    def __len__(self) -> int:
+        return self.labels.shape[0]
+
+    def to(self, device: torch.device | str, non_blocking: bool = False) -> Batch:
+        moved = {
+            f.name: getattr(self, f.name).to(device, non_blocking=non_blocking)
+            for f in dataclasses.fields(self)
+        }
+        return Batch(**moved)
+
+    def pin_memory(self) -> Batch:
+        return Batch(**{f.name: getattr(self, f.name).pin_memory() for f in dataclasses.fields(self)})
+
+
+def decode_audio(blob: bytes, frames: int, dims: int) -> np.ndarray:
+    """(frames, dims) float16 view of a clip-shard audio blob."""
+    return np.frombuffer(blob, dtype=AUDIO_DTYPE, count=frames * dims).reshape(frames, dims)
+
+
+def decode_visual(blob: bytes, frames: int, height: int, width: int) -> np.ndarray:
+    """(frames, height, width) uint8 view of a clip-shard visual blob."""
+    return np.frombuffer(blob, dtype=VISUAL_DTYPE, count=frames * height * width).reshape(
+        frames, height, width
+    )
+
+
+def _label_arrays(columns: Mapping[str, Any], size: int) -> tuple[np.ndarray, np.ndarray]:
+    """(B, E) 0/1 labels and (B,) known flags from the per-emotion intensity columns."""
+    if not all(e in columns for e in EMOTIONS):
+        return np.zeros((size, len(EMOTIONS)), np.float32), np.zeros(size, bool)
+    intensity = np.stack(
+        [np.asarray(columns[e], dtype=np.float64) for e in EMOTIONS], axis=1
+    )  # (B, E), NaN where unlabelled
+    known = ~np.isnan(intensity).any(axis=1)
+    labels = np.where(np.isnan(intensity), 0.0, intensity > 0.0).astype(np.float32)
+    return labels, known
+
+
+def batch_from_columns(
+    columns: Mapping[str, Any],
+    max_audio_frames: int | None = None,
+    max_visual_frames: int | None = None,
+) -> Batch:
+    """Pad a columnar chunk of clip rows into a Batch; frames beyond the optional caps are cut."""
+    size = len(columns["audio_frames"])
+    audio_list: list[np.ndarray] = []
+    visual_list: list[np.ndarray] = []
+    for i in range(size):
+        has_audio = bool(columns["has_audio"][i])
+        has_visual = bool(columns["has_visual"][i])
+        audio = (
+            decode_audio(columns["audio_features"][i], int(columns["audio_frames"][i]), int(columns["audio_dims"][i]))
+            if has_audio
+            else np.zeros((0, int(columns["audio_dims"][i]) or 80), np.float16)
+        )
+        visual = (
+            decode_visual(
+                columns["visual_features"][i],
+                int(columns["visual_frames"][i]),
+                int(columns["visual_height"][i]),
+                int(columns["visual_width"][i]),
+            )
+            if has_visual
+            else np.zeros((0, int(columns["visual_height"][i]) or 64, int(columns["visual_width"][i]) or 64), np.uint8)
+        )
+        audio_list.append(audio[:max_audio_frames] if max_audio_frames else audio)
+        visual_list.append(visual[:max_visual_frames] if max_visual_frames else visual)
+    labels, known = _label_arrays(columns, size)
+    return collate(audio_list, visual_list, labels, known)
+
+
+def collate(
+    audio: Sequence[np.ndarray],
+    visual: Sequence[np.ndarray],
+    labels: np.ndarray,
+    label_known: np.ndarray | None = None,
+) -> Batch:
+    """Pad per-sample (T, F) audio and (T, H, W) visual arrays; an empty array means the modality is absent."""
+    size = len(audio)
+    feat_dims = max((a.shape[1] for a in audio), default=80)
+    height, width = next(((v.shape[1], v.shape[2]) for v in visual if v.ndim == 3), (64, 64))
+    max_ta = max(1, max((a.shape[0] for a in audio), default=1))
+    max_tv = max(1, max((v.shape[0] for v in visual), default=1))
+    audio_out = np.zeros((size, max_ta, feat_dims), np.float32)  # (B, Ta, F)
+    audio_mask = np.zeros((size, max_ta), bool)  # (B, Ta)
+    visual_out = np.zeros((size, max_tv, height, width), np.float32)  # (B, Tv, H, W)
+    visual_mask = np.zeros((size, max_tv), bool)  # (B, Tv)
+    for i, (a, v) in enumerate(zip(audio, visual, strict=True)):
+        audio_out[i, : a.shape[0]] = a
+        audio_mask[i, : a.shape[0]] = True
+        visual_out[i, : v.shape[0]] = v.astype(np.float32) / 255.0
+        visual_mask[i, : v.shape[0]] = True
+    known = np.ones(size, bool) if label_known is None else np.asarray(label_known, bool)
+    return Batch(
+        audio=torch.from_numpy(audio_out),
+        audio_mask=torch.from_numpy(audio_mask),
+        visual=torch.from_numpy(visual_out),
+        visual_mask=torch.from_numpy(visual_mask),
+        labels=torch.from_numpy(np.asarray(labels, np.float32)),
+        label_known=torch.from_numpy(known),
+    )

@@ -1,0 +1,1 @@
+"""Feature extractors: log-mel filterbanks for audio, face crops for video frames."""

@@ -1,0 +1,121 @@
+"""The Parquet contracts, declared once: clip shards (features) and label shards (predictions).
+
+Features are stored as little-endian, row-major binary blobs beside their shape columns, so any
+Parquet reader decodes them without avemo:
+
+    audio  = np.frombuffer(row["audio_features"], "<f2").reshape(row["audio_frames"], row["audio_dims"])
+    visual = np.frombuffer(row["visual_features"], "u1").reshape(
+        row["visual_frames"], row["visual_height"], row["visual_width"])
+
+A missing modality has `has_audio`/`has_visual` false, zero frames and an empty blob.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+import pyarrow as pa
+
+from avemo_core import __version__
+from avemo_core.labels import CONDITIONS, EMOTIONS
+
+CLIP_SCHEMA_VERSION = 1
+LABEL_SCHEMA_VERSION = 1
+
+# File-metadata keys every shard carries.
+META_SCHEMA_VERSION = b"avemo.schema_version"
+META_CODE_VERSION = b"avemo.code_version"
+META_CONFIG = b"avemo.config"
+META_KIND = b"avemo.kind"
+
+AUDIO_DTYPE = "<f2"  # float16, little-endian
+VISUAL_DTYPE = "u1"  # uint8
+
+_CLIP_FIELDS: list[pa.Field] = [
+    pa.field("clip_id", pa.string(), nullable=False),
+    pa.field("media_id", pa.string(), nullable=False),
+    pa.field("source_uri", pa.string(), nullable=False),
+    pa.field("start_s", pa.float64(), nullable=False),
+    pa.field("end_s", pa.float64(), nullable=False),
+    pa.field("split", pa.string()),
+    pa.field("has_audio", pa.bool_(), nullable=False),
+    pa.field("has_visual", pa.bool_(), nullable=False),
+    pa.field("audio_features", pa.large_binary(), nullable=False),
+    pa.field("audio_frames", pa.int32(), nullable=False),
+    pa.field("audio_dims", pa.int32(), nullable=False),
+    pa.field("visual_features", pa.large_binary(), nullable=False),
+    pa.field("visual_frames", pa.int32(), nullable=False),
+    pa.field("visual_height", pa.int32(), nullable=False),
+    pa.field("visual_width", pa.int32(), nullable=False),
+    pa.field("face_ratio", pa.float32(), nullable=False),
+    *[pa.field(emotion, pa.float32()) for emotion in EMOTIONS],
+    pa.field("schema_version", pa.int32(), nullable=False),
+]
+
+
+def _with_metadata(fields: list[pa.Field], kind: str, version: int, config: dict[str, Any]) -> pa.Schema:
+    return pa.schema(
+        fields,
+        metadata={
+            META_KIND: kind.encode(),
+            META_SCHEMA_VERSION: str(version).encode(),
+            META_CODE_VERSION: __version__.encode(),
+            META_CONFIG: json.dumps(config, sort_keys=True).encode(),
+        },
+    )
+
+
+def clip_schema(extractor_config: dict[str, Any] | None = None) -> pa.Schema:
+    """The clip-shard schema, with the extractor config and code version in its metadata."""
+    return _with_metadata(_CLIP_FIELDS, "clips", CLIP_SCHEMA_VERSION, extractor_config or {})
+
+
+def prob_column(condition: str, emotion: str) -> str:
+    """Label-shard column holding P(emotion) under an input condition, e.g. `prob_av_happiness`."""
+    return f"prob_{condition}_{emotion}"
+
+
+_LABEL_FIELDS: list[pa.Field] = [
+    pa.field("clip_id", pa.string(), nullable=False),
+    pa.field("media_id", pa.string(), nullable=False),
+    pa.field("source_uri", pa.string(), nullable=False),
+    pa.field("start_s", pa.float64(), nullable=False),
+    pa.field("end_s", pa.float64(), nullable=False),
+    pa.field("modalities", pa.string(), nullable=False),
+    *[pa.field(prob_column(c, e), pa.float32()) for c in CONDITIONS for e in EMOTIONS],
+    pa.field("tags", pa.list_(pa.string()), nullable=False),
+    pa.field("tags_condition", pa.string(), nullable=False),
+    pa.field("model_name", pa.string(), nullable=False),
+    pa.field("model_version", pa.string(), nullable=False),
+    pa.field("model_run_id", pa.string(), nullable=False),
+    pa.field("schema_version", pa.int32(), nullable=False),
+]
+
+
+def label_schema(config: dict[str, Any] | None = None) -> pa.Schema:
+    """The label-shard schema, with the labelling config in its metadata."""
+    return _with_metadata(_LABEL_FIELDS, "labels", LABEL_SCHEMA_VERSION, config or {})
+
+
+def media_id_for(source_uri: str) -> str:
+    """Stable id of a media file: the same URI always maps to the same id."""
+    return hashlib.sha1(source_uri.encode()).hexdigest()[:16]
+
+
+def clip_id_for(source_uri: str, start_s: float, end_s: float) -> str:
+    """Deterministic clip id from the source and its time span (millisecond resolution)."""
+    span = f"{source_uri}|{round(start_s * 1000)}|{round(end_s * 1000)}"
+    return hashlib.sha1(span.encode()).hexdigest()[:20]
+
+
+def modalities_name(has_audio: bool, has_visual: bool) -> str:
+    """`audio+visual`, `audio` or `visual`: what a clip actually has (label-shard contract)."""
+    if has_audio and has_visual:
+        return "audio+visual"
+    if has_audio:
+        return "audio"
+    if has_visual:
+        return "visual"
+    raise ValueError("a clip has neither audio nor visual features")

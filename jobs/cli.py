@@ -1,0 +1,63 @@
+"""The `avemo` command line: one subcommand per module in `jobs/`, each a thin wrapper over a library call.
+
+Every command exits non-zero with one clear line (`avemo: error: ...`) on bad arguments or
+unreachable services; tracebacks are for bugs only (set AVEMO_DEBUG=1 to see them for user errors too).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from collections.abc import Sequence
+
+from jobs.errors import UserError
+
+# Subcommand name -> module in jobs/ that defines `add_arguments(parser)` and `run(args) -> int`.
+COMMANDS: dict[str, str] = {
+    "synth": "jobs.synth",
+    "extract": "jobs.extract",
+    "train": "jobs.train",
+    "evaluate": "jobs.evaluate",
+    "label": "jobs.label",
+    "demo": "jobs.demo",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="avemo", description="Audio-visual emotion recognition with interactive co-learning."
+    )
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, module_name in COMMANDS.items():
+        module = importlib.import_module(module_name)
+        summary = (module.__doc__ or "").strip().splitlines()[0]
+        sub = subparsers.add_parser(
+            name,
+            help=summary,
+            description=module.__doc__,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        module.add_arguments(sub)
+        sub.set_defaults(_module=module)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args._module.run(args) or 0)
+    except UserError as err:
+        if os.environ.get("AVEMO_DEBUG"):
+            raise
+        print(f"avemo {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"avemo {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
