@@ -1,0 +1,47 @@
+"""The CLI contract: every design command exists, help works, and errors are one clear line."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from jobs.cli import COMMANDS, build_parser
+
+
+def _avemo(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "jobs", *args], capture_output=True, text=True, timeout=120
+    )
+
+
+def test_every_design_command_is_registered() -> None:
+    assert set(COMMANDS) == {"synth", "extract", "train", "evaluate", "label", "demo"}
+    parser = build_parser()
+    for name in COMMANDS:
+        # Each subcommand parses its own --help (SystemExit 0), so its arguments are well formed.
+        with pytest.raises(SystemExit) as exit_info:
+            parser.parse_args([name, "--help"])
+        assert exit_info.value.code == 0
+
+
+def test_top_level_help_lists_commands() -> None:
+    result = _avemo("--help")
+    assert result.returncode == 0
+    for name in COMMANDS:
+        assert name in result.stdout
+
+
+def test_unknown_command_fails_with_usage() -> None:
+    result = _avemo("no-such-command")
+    assert result.returncode == 2
+    assert "invalid choice" in result.stderr
+
+
+def test_user_error_is_one_line_without_traceback() -> None:
+    result = _avemo("extract", "/nonexistent/input/dir", "/tmp/avemo-never-written")
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    error_lines = [line for line in result.stderr.splitlines() if "error" in line.lower()]
+    assert error_lines, result.stderr
