@@ -7,7 +7,7 @@ Undefined values are NaN and left out of the macro means (`np.nanmean`), never s
 - WA is the mean of TPR and TNR (the design's (TP*N/P + TN)/(2N) rewritten); when an emotion has no
   positives (P = 0) or no negatives (N = 0) it is the one rate that is defined (as scikit-learn's
   balanced accuracy), NaN when both are undefined (no samples).
-- F1 is NaN when the emotion has no positives and none are predicted (nothing to get right or wrong).
+- F1 is NaN when an emotion has no positives and none are predicted (nothing to get right or wrong).
 - AUC is NaN when an emotion has only one label value.
 - Micro-F1 is NaN when no positive exists and none is predicted anywhere.
 - Jaccard counts a sample with no true and no predicted emotion as 1 (both empty: a perfect match).
@@ -42,7 +42,7 @@ def _check(probs: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarra
 def _sorted_desc(
     probs: np.ndarray, labels: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Each column sorted by descending probability: scores, labels, and True where a tie group starts."""
+    """Columns sorted by descending probability: scores, labels, True where a tie group starts."""
     order = np.argsort(-probs, axis=0, kind="stable")  # (N, E)
     scores = np.take_along_axis(probs, order, axis=0)  # (N, E)
     ys = np.take_along_axis(labels, order, axis=0)  # (N, E)
@@ -52,17 +52,17 @@ def _sorted_desc(
 
 
 def decide(probs: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
-    """(N, E) bool decisions: emotion e is present when prob >= thresholds[e] (the one rule everywhere)."""
+    """(N, E) bool decisions: emotion e is present when prob >= thresholds[e] (the one rule)."""
     return np.asarray(probs) >= np.asarray(thresholds, dtype=np.float64)[None, :]
 
 
 def tune_thresholds(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """(N, E) probabilities and 0/1 labels -> (E,) per-emotion thresholds chosen on validation data.
 
-    Every distinct probability is a candidate cut (exact, O(N log N) by one sort per column); the cut
-    with the highest F1 wins, ties going to the higher threshold. The threshold sits halfway to the
-    next lower score, so a small shift on new data does not flip the boundary sample; the decisions
-    on these data are exactly those of the chosen cut. No positives: FALLBACK_THRESHOLD.
+    Every distinct probability is a candidate cut (exact, O(N log N): one sort per column); the
+    cut with the highest F1 wins, ties going to the higher threshold. The threshold sits halfway
+    to the next lower score, so a small shift on new data does not flip the boundary sample; the
+    decisions on these data are exactly those of the chosen cut. No positives: FALLBACK_THRESHOLD.
     """
     probs, labels = _check(probs, labels)
     n = probs.shape[0]
@@ -85,7 +85,10 @@ def tune_thresholds(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
 
 
 def roc_auc(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """(E,) ROC AUC per emotion by the rank-sum (Mann-Whitney) formula, ties counted half; NaN if one class."""
+    """(E,) ROC AUC per emotion by the rank-sum (Mann-Whitney) formula, ties counted half.
+
+    NaN for an emotion with only one label value: its AUC is undefined.
+    """
     probs, labels = _check(probs, labels)
     n, e = probs.shape
     scores, ys, group_start = _sorted_desc(probs, labels)
@@ -124,7 +127,8 @@ def emotion_metrics(
     thresholds: np.ndarray,
     names: Sequence[str] = EMOTIONS,
 ) -> dict[str, float]:
-    """Flat dict: `wa/<emotion>`, `f1/<emotion>`, `auc/<emotion>`, `wa`, `f1` (macro), `auc`, `micro_f1`, `jaccard`."""
+    """Flat dict: `wa/<emotion>`, `f1/<emotion>`, `auc/<emotion>`, macro `wa`, `f1`, `auc`,
+    `micro_f1` and `jaccard`. Names default to the six emotions in logit order."""
     probs, labels = _check(probs, labels)
     thresholds = np.asarray(thresholds, dtype=np.float64)
     if thresholds.shape != (probs.shape[1],) or len(names) != probs.shape[1]:
