@@ -1,15 +1,43 @@
-"""Checkpoints without pickle: safetensors weights plus a JSON file with every config that built them.
+"""Checkpoints without pickle: safetensors weights and a JSON file with the configs that built them.
 
-INTERFACE STUB, owned by the metrics/checkpoint helper: implement, keep the public names.
+A checkpoint is a directory:
+
+    model.safetensors   the state dict (safetensors: a JSON header and raw tensor bytes; loading
+                        it runs no code, so a checkpoint from elsewhere is safe to open)
+    avemo.json          format version, model config, label names, feature config, thresholds per
+                        condition, metadata (epoch, metrics, training config, ...)
+
+It is written into a temporary sibling directory and renamed into place, so a reader never sees a
+half-written checkpoint. There is deliberately no `torch.load` path: nothing here unpickles.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
+import math
+import os
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+from safetensors import SafetensorError
+from safetensors.torch import load_model, save_model
+
+from avemo_core import __version__
+from avemo_core.config import ConfigError
+from avemo_core.labels import CONDITIONS
 from avemo_core.model import CrossModalTransformer, ModelConfig
+
+FORMAT_VERSION = 1
+WEIGHTS_FILE = "model.safetensors"
+META_FILE = "avemo.json"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint directory is missing, malformed, of another format version, or does not fit."""
 
 
 @dataclasses.dataclass
@@ -22,9 +50,118 @@ class Checkpoint:
     metadata: dict[str, Any]  # epoch, metrics, co-learning config, data fingerprint, ...
 
 
+def _json_default(value: Any) -> Any:
+    """numpy scalars and arrays (metrics, thresholds) as plain JSON values."""
+    if isinstance(value, np.generic | np.ndarray):
+        return value.tolist()
+    raise TypeError(f"{type(value).__name__} is not JSON-serialisable")
+
+
+def _check_fields(labels: Any, thresholds: Any, num_labels: int) -> None:
+    """Label names and thresholds must fit the model's logits (on save and on load)."""
+    if not (
+        isinstance(labels, list)
+        and all(isinstance(name, str) and name for name in labels)
+        and len(set(labels)) == len(labels) == num_labels
+    ):
+        raise CheckpointError(f"labels must be {num_labels} distinct names, got {labels!r}")
+    if not isinstance(thresholds, dict) or not set(thresholds) <= set(CONDITIONS):
+        raise CheckpointError(f"thresholds must map conditions in {CONDITIONS} to lists")
+    for condition, values in thresholds.items():
+        if not (
+            isinstance(values, list)
+            and len(values) == num_labels
+            and all(isinstance(v, int | float) and math.isfinite(v) for v in values)
+        ):
+            raise CheckpointError(f"thresholds[{condition!r}] must be {num_labels} finite numbers")
+
+
 def save_checkpoint(directory: str | Path, checkpoint: Checkpoint) -> Path:
-    raise NotImplementedError
+    """Write `checkpoint` to `directory` atomically, replacing an older one; return the path."""
+    target = Path(directory)
+    num_labels = checkpoint.model_config.num_labels
+    thresholds = {c: [float(v) for v in values] for c, values in checkpoint.thresholds.items()}
+    labels = list(checkpoint.labels)
+    _check_fields(labels, thresholds, num_labels)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
+    try:
+        staging.chmod(0o755)  # mkdtemp makes it private; a checkpoint is meant to be shared
+        save_model(checkpoint.model, str(staging / WEIGHTS_FILE), metadata={"format": "pt"})
+        meta = {
+            "format_version": FORMAT_VERSION,
+            "code_version": __version__,
+            "model_config": checkpoint.model_config.to_dict(),
+            "labels": labels,
+            "feature_config": checkpoint.feature_config,
+            "thresholds": thresholds,
+            "metadata": checkpoint.metadata,
+        }
+        text = json.dumps(meta, indent=2, sort_keys=True, default=_json_default)
+        (staging / META_FILE).write_text(text + "\n")
+        _replace_dir(staging, target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return target
+
+
+def _replace_dir(staging: Path, target: Path) -> None:
+    """Rename `staging` to `target`; an existing target is moved aside first and removed after."""
+    if not target.exists():
+        os.replace(staging, target)
+        return
+    old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
+    os.replace(target, old / "checkpoint")
+    os.replace(staging, target)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _read_meta(path: Path) -> dict[str, Any]:
+    """The parsed, version-checked avemo.json of a checkpoint directory."""
+    try:
+        meta = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise CheckpointError(f"{path} is missing: not an avemo checkpoint") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise CheckpointError(f"{path} is not valid JSON: {err}") from None
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{path} must hold a JSON object")
+    version = meta.get("format_version")
+    if version != FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path}: checkpoint format version {version!r}, this code reads {FORMAT_VERSION}"
+        )
+    missing = {"model_config", "labels", "thresholds"} - set(meta)
+    if missing:
+        raise CheckpointError(f"{path} lacks {sorted(missing)}")
+    return meta
 
 
 def load_checkpoint(directory: str | Path, map_location: str = "cpu") -> Checkpoint:
-    raise NotImplementedError
+    """Rebuild the model from avemo.json and load its safetensors weights strictly, in eval mode."""
+    root = Path(directory)
+    meta = _read_meta(root / META_FILE)
+    try:
+        config = ModelConfig.from_dict(meta["model_config"])
+    except (ConfigError, TypeError) as err:
+        raise CheckpointError(f"{root / META_FILE}: bad model_config: {err}") from None
+    _check_fields(meta["labels"], meta["thresholds"], config.num_labels)
+    weights = root / WEIGHTS_FILE
+    if not weights.is_file():
+        raise CheckpointError(f"{weights} is missing")
+    model = CrossModalTransformer(config)
+    try:
+        load_model(model, weights, strict=True)
+    except SafetensorError as err:
+        raise CheckpointError(f"{weights} is not a safetensors file: {err}") from None
+    except RuntimeError as err:
+        raise CheckpointError(f"{weights} does not fit the model config: {err}") from None
+    return Checkpoint(
+        model=model.to(map_location).eval(),
+        model_config=config,
+        thresholds=meta["thresholds"],
+        labels=meta["labels"],
+        feature_config=meta.get("feature_config", {}),
+        metadata=meta.get("metadata", {}),
+    )
