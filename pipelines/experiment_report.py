@@ -1,0 +1,319 @@
+"""From per-seed experiment records to the results page: mean ± std tables, plot, claim checks.
+
+The experiment driver (`pipelines/experiment.py`) writes one record per trained model and seed;
+this module never trains anything, so the page can be rebuilt from the saved `results.json` alone
+and tests can feed it fabricated records. Every number on the page comes from the records: the
+reading of the claim is computed, never typed in.
+
+A record: {"variant": str, "seed": int, "test": {condition: {"f1": .., "wa": .., "auc": ..}}, ...}.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from avemo_core.labels import CONDITIONS
+
+# Macro metrics on the page, with their display names (the design's WA, F1 and AUC).
+METRICS: dict[str, str] = {"f1": "Macro-F1", "wa": "Mean WA", "auc": "Mean AUC"}
+CONDITION_NAMES: dict[str, str] = {"av": "audio+visual", "a": "audio only", "v": "visual only"}
+# What the claim asks of the co-learned model on single-modal input, as a share of the dedicated
+# single-modal model's F1.
+RETENTION_GOAL = 0.95
+
+
+@dataclasses.dataclass(frozen=True)
+class Cell:
+    """One metric of one model on one condition, over seeds."""
+
+    mean: float
+    std: float  # sample standard deviation (ddof=1); 0 with a single seed
+    n: int  # seeds that produced a value
+    values: tuple[float, ...]
+
+    def text(self, digits: int = 3) -> str:
+        return f"{self.mean:.{digits}f} ± {self.std:.{digits}f}"
+
+
+Summary = dict[str, dict[str, dict[str, Cell]]]  # variant -> condition -> metric -> Cell
+
+
+def aggregate(
+    records: Iterable[Mapping[str, Any]], metrics: Sequence[str] = tuple(METRICS)
+) -> Summary:
+    """Mean and sample std over seeds of every (variant, condition, metric) a record measured."""
+    values: dict[tuple[str, str, str], list[float]] = {}
+    for record in records:
+        for condition, scores in record.get("test", {}).items():
+            for metric in metrics:
+                value = scores.get(metric)
+                if value is not None and math.isfinite(value):
+                    values.setdefault((record["variant"], condition, metric), []).append(
+                        float(value)
+                    )
+    summary: Summary = {}
+    for (variant, condition, metric), vals in values.items():
+        arr = np.asarray(vals)
+        std = float(arr.std(ddof=1)) if arr.size > 1 else 0.0
+        cell = Cell(mean=float(arr.mean()), std=std, n=int(arr.size), values=tuple(vals))
+        summary.setdefault(variant, {}).setdefault(condition, {})[metric] = cell
+    return summary
+
+
+def table(
+    summary: Summary, variants: Sequence[str], metric: str, conditions: Sequence[str] = CONDITIONS
+) -> list[list[str]]:
+    """Rows of one metric's table: header, then one row per variant; "—" where a model cannot take
+    the condition (a single-modal model on the other modality) or no run finished."""
+    rows = [["model", *(CONDITION_NAMES.get(c, c) for c in conditions)]]
+    for variant in variants:
+        row = [variant]
+        for condition in conditions:
+            cell = summary.get(variant, {}).get(condition, {}).get(metric)
+            row.append(cell.text() if cell is not None else "—")
+        rows.append(row)
+    return rows
+
+
+def markdown_table(rows: Sequence[Sequence[str]]) -> str:
+    head, *body = rows
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in body]
+    return "\n".join(lines)
+
+
+@dataclasses.dataclass(frozen=True)
+class ClaimCheck:
+    """One part of the paper's claim, the numbers that test it, and whether it holds here."""
+
+    claim: str
+    measured: str
+    holds: bool | None  # None: the runs it needs are missing
+
+
+def _mean(summary: Summary, variant: str, condition: str, metric: str = "f1") -> Cell | None:
+    return summary.get(variant, {}).get(condition, {}).get(metric)
+
+
+def check_claims(
+    summary: Summary,
+    conventional: str = "av",
+    colearned: str = "colearn",
+    single: Mapping[str, str] | None = None,
+) -> list[ClaimCheck]:
+    """The three parts of the claim, on macro-F1 (means over seeds; the std is shown beside them).
+
+    1. The conventional model loses a large part (> 20%) of its F1 on single-modal input, measured
+       against the dedicated single-modal model of that modality.
+    2. The co-learned model keeps >= 95% of the dedicated single-modal model's F1 there.
+    3. The co-learned model at least matches the conventional one on audio+visual input.
+    """
+    single = dict(single or {"a": "audio", "v": "visual"})
+    checks: list[ClaimCheck] = []
+    for condition, dedicated in single.items():
+        ref = _mean(summary, dedicated, condition)
+        conv = _mean(summary, conventional, condition)
+        conv_av = _mean(summary, conventional, "av")
+        name = CONDITION_NAMES[condition]
+        if ref is None or conv is None or conv_av is None:
+            checks.append(
+                ClaimCheck(f"conventional model collapses on {name} input", "runs missing", None)
+            )
+        else:
+            share = conv.mean / ref.mean
+            checks.append(
+                ClaimCheck(
+                    f"conventional `{conventional}` loses a large part (> 20%) of its F1 "
+                    f"on {name} input",
+                    f"F1 {conv.text()} on {name} against {ref.text()} for the dedicated "
+                    f"`{dedicated}` model ({share:.0%} of it; {conv_av.text()} on audio+visual)",
+                    share < 0.8,
+                )
+            )
+    for condition, dedicated in single.items():
+        ref = _mean(summary, dedicated, condition)
+        co = _mean(summary, colearned, condition)
+        name = CONDITION_NAMES[condition]
+        if ref is None or co is None:
+            checks.append(
+                ClaimCheck(f"co-learned model keeps F1 on {name} input", "runs missing", None)
+            )
+        else:
+            share = co.mean / ref.mean
+            checks.append(
+                ClaimCheck(
+                    f"co-learned `{colearned}` keeps >= {RETENTION_GOAL:.0%} of the dedicated "
+                    f"`{dedicated}` model's F1 on {name} input",
+                    f"F1 {co.text()} against {ref.text()} ({share:.1%})",
+                    share >= RETENTION_GOAL,
+                )
+            )
+    co_av = _mean(summary, colearned, "av")
+    conv_av = _mean(summary, conventional, "av")
+    if co_av is None or conv_av is None:
+        checks.append(
+            ClaimCheck("co-learned matches conventional on audio+visual", "runs missing", None)
+        )
+    else:
+        delta = co_av.mean - conv_av.mean
+        checks.append(
+            ClaimCheck(
+                f"co-learned `{colearned}` at least matches conventional `{conventional}` on "
+                "audio+visual input",
+                f"F1 {co_av.text()} against {conv_av.text()} (difference {delta:+.3f})",
+                delta >= 0.0,
+            )
+        )
+    return checks
+
+
+def plot(summary: Summary, variants: Sequence[str], path: str | Path, title: str = "") -> Path:
+    """Grouped bars, one panel per metric: conditions on x, one bar per model, std as error bars."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(METRICS), figsize=(5.0 * len(METRICS), 4.2), sharey=False)
+    width = 0.8 / max(1, len(variants))
+    x = np.arange(len(CONDITIONS))
+    for ax, (metric, label) in zip(np.atleast_1d(axes), METRICS.items(), strict=True):
+        for i, variant in enumerate(variants):
+            cells = [_mean(summary, variant, c, metric) for c in CONDITIONS]
+            means = [cell.mean if cell else np.nan for cell in cells]
+            stds = [cell.std if cell else 0.0 for cell in cells]
+            ax.bar(
+                x + (i - (len(variants) - 1) / 2) * width,
+                means,
+                width,
+                yerr=stds,
+                capsize=2,
+                label=variant,
+            )
+        ax.set_xticks(x, [CONDITION_NAMES[c] for c in CONDITIONS])
+        ax.set_title(label)
+        ax.set_ylim(0.0 if metric == "f1" else 0.4, 1.0)
+        ax.grid(axis="y", alpha=0.3)
+    np.atleast_1d(axes)[0].legend(fontsize=8, loc="lower left")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
+def _ablation_lines(summary: Summary) -> list[str]:
+    """What each ablation changes against its parent, per condition, on macro-F1."""
+    pairs = (
+        ("colearn-views-only", "colearn", "removing the two-way transfer terms (views only)"),
+        ("av-dropout", "av", "conventional training with random modality dropout"),
+        ("av-dropout", "colearn", "modality dropout against co-learning"),
+    )
+    lines = []
+    for variant, parent, what in pairs:
+        parts = []
+        for condition in CONDITIONS:
+            a, b = _mean(summary, variant, condition), _mean(summary, parent, condition)
+            if a is not None and b is not None:
+                parts.append(f"{CONDITION_NAMES[condition]} {a.mean - b.mean:+.3f}")
+        if parts:
+            lines.append(f"- `{variant}` vs `{parent}` ({what}): F1 " + ", ".join(parts) + ".")
+    return lines
+
+
+def page(results: Mapping[str, Any], png_name: str) -> str:
+    """The whole results page as markdown, from the driver's `results.json` content."""
+    variants = [v["name"] for v in results["variants"]]
+    summary = aggregate(results["runs"])
+    seeds = results["seeds"]
+    out = [
+        "# Results: the paper's claim, measured",
+        "",
+        "<!-- Written by bench/paper_claim.py from its results.json; do not edit by hand. -->",
+        f"Produced by `{results['command']}` (commit `{results['commit']}`), "
+        f"finished {results.get('finished_utc', '?')} "
+        f"after {results.get('wall_s', 0) / 60:.0f} min.",
+        "",
+        "The claim (Takashima et al., Interspeech 2022): a conventional audio-visual model fails "
+        "when a modality is missing; one cross-modal transformer trained by interactive "
+        "co-learning handles audio+visual, audio-only and visual-only input with one set of "
+        "weights, and the single-modal knowledge also helps the audio+visual result.",
+        "",
+        "## Setup",
+        "",
+        *(f"- **{key}**: {value}" for key, value in results["setup"].items()),
+        f"- **Seeds**: {', '.join(str(s) for s in seeds)} ({len(seeds)}); cells are mean ± sample "
+        "standard deviation over seeds.",
+        f"- **Machine**: {results['machine']}",
+        "",
+        "## Models",
+        "",
+        "| model | training | evaluated on |",
+        "|---|---|---|",
+        *(
+            f"| `{v['name']}` | {v['description']} | "
+            f"{', '.join(CONDITION_NAMES[c] for c in v['conditions'])} |"
+            for v in results["variants"]
+        ),
+        "",
+        "## Results on the test split",
+        "",
+        f"![macro-F1, mean WA and mean AUC per model and condition]({png_name})",
+        "",
+    ]
+    for metric, label in METRICS.items():
+        out += [f"### {label}", "", markdown_table(table(summary, variants, metric)), ""]
+    out += ["## Reading", "", "The claim's parts, tested on macro-F1 (means over seeds):", ""]
+    for check in check_claims(summary):
+        verdict = {True: "**holds**", False: "**does not hold**", None: "**not measured**"}[
+            check.holds
+        ]
+        out.append(f"- {check.claim}: {verdict}. {check.measured}.")
+    ablations = _ablation_lines(summary)
+    if ablations:
+        out += ["", "Ablations (differences of mean macro-F1):", "", *ablations]
+    if results.get("notes"):
+        out += ["", *results["notes"]]
+    missing = results.get("missing", [])
+    out += ["", "## Missing runs", ""]
+    if missing:
+        out += [f"- `{m['variant']}` seed {m['seed']}: {m['reason']}" for m in missing]
+    else:
+        out.append(f"None: all {len(variants)} models x {len(seeds)} seeds finished.")
+    out += [
+        "",
+        "## Per-seed runs",
+        "",
+        "| model | seed | MLflow run | train s | "
+        + " | ".join(f"F1 {c}" for c in CONDITIONS)
+        + " |",
+        "|---|---|---|---|" + "---|" * len(CONDITIONS),
+    ]
+    for run in sorted(results["runs"], key=lambda r: (variants.index(r["variant"]), r["seed"])):
+        f1s = [f"{run['test'][c]['f1']:.3f}" if c in run["test"] else "—" for c in CONDITIONS]
+        out.append(
+            f"| `{run['variant']}` | {run['seed']} | `{run.get('mlflow_run_id', '?')}` | "
+            f"{run.get('train_s', float('nan')):.0f} | " + " | ".join(f1s) + " |"
+        )
+    return "\n".join(out) + "\n"
+
+
+def write_page(results: Mapping[str, Any], page_path: str | Path, png_path: str | Path) -> Path:
+    """Write the markdown page and its plot side by side; returns the page's path."""
+    page_path, png_path = Path(page_path), Path(png_path)
+    variants = [v["name"] for v in results["variants"]]
+    plot(aggregate(results["runs"]), variants, png_path, title=str(results.get("title", "")))
+    page_path.parent.mkdir(parents=True, exist_ok=True)
+    rel = os.path.relpath(png_path.resolve(), page_path.resolve().parent)
+    page_path.write_text(page(results, Path(rel).as_posix()))
+    return page_path

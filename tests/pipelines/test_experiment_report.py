@@ -1,0 +1,147 @@
+"""The results page from fabricated per-seed records: aggregation, tables, claims, page, plot."""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pipelines import experiment_report as report
+
+VARIANTS = [
+    {"name": "audio", "description": "audio only", "conditions": ["a"]},
+    {"name": "visual", "description": "visual only", "conditions": ["v"]},
+    {"name": "av", "description": "conventional", "conditions": ["av", "a", "v"]},
+    {"name": "av-dropout", "description": "conventional + dropout", "conditions": ["av", "a", "v"]},
+    {"name": "colearn", "description": "co-learning", "conditions": ["av", "a", "v"]},
+    {"name": "colearn-views-only", "description": "no transfer", "conditions": ["av", "a", "v"]},
+]
+
+
+def _records(f1: dict[str, dict[str, float]], seeds: int = 3) -> list[dict]:
+    """One record per variant and seed; seed s shifts every score by 0.01 * (s - 1)."""
+    records = []
+    for variant, by_condition in f1.items():
+        for seed in range(seeds):
+            shift = 0.01 * (seed - 1)
+            test = {
+                c: {"f1": v + shift, "wa": 0.5 + v / 2 + shift, "auc": 0.6 + v / 3 + shift}
+                for c, v in by_condition.items()
+            }
+            records.append(
+                {
+                    "variant": variant,
+                    "seed": seed,
+                    "test": test,
+                    "train_s": 10.0,
+                    "mlflow_run_id": f"run-{variant}-{seed}",
+                }
+            )
+    return records
+
+
+HOLDS = {
+    "audio": {"a": 0.60},
+    "visual": {"v": 0.50},
+    "av": {"av": 0.70, "a": 0.30, "v": 0.20},
+    "av-dropout": {"av": 0.68, "a": 0.55, "v": 0.45},
+    "colearn": {"av": 0.72, "a": 0.59, "v": 0.49},
+    "colearn-views-only": {"av": 0.70, "a": 0.58, "v": 0.48},
+}
+
+
+def test_aggregate_mean_and_sample_std_over_seeds() -> None:
+    summary = report.aggregate(_records(HOLDS))
+    cell = summary["colearn"]["a"]["f1"]
+    assert cell.n == 3
+    assert cell.mean == pytest.approx(0.59)
+    assert cell.std == pytest.approx(np.std([0.58, 0.59, 0.60], ddof=1))
+    assert "v" not in summary["audio"]  # a single-modal model is never scored on the other modality
+
+
+def test_aggregate_skips_undefined_values_and_single_seed_has_zero_std() -> None:
+    records = [
+        {"variant": "av", "seed": 0, "test": {"av": {"f1": 0.5, "wa": float("nan"), "auc": 0.7}}},
+    ]
+    summary = report.aggregate(records)
+    assert summary["av"]["av"]["f1"].std == 0.0
+    assert "wa" not in summary["av"]["av"]
+
+
+def test_table_shape_and_dashes_where_a_model_cannot_take_the_condition() -> None:
+    summary = report.aggregate(_records(HOLDS))
+    rows = report.table(summary, [v["name"] for v in VARIANTS], "f1")
+    assert len(rows) == 1 + len(VARIANTS) and all(len(r) == 4 for r in rows)
+    by_name = {r[0]: r[1:] for r in rows[1:]}
+    assert by_name["audio"][0] == "—" and by_name["audio"][2] == "—"
+    assert by_name["colearn"][1] == "0.590 ± 0.010"
+
+
+def test_claim_checks_hold_on_numbers_that_show_the_claim() -> None:
+    checks = report.check_claims(report.aggregate(_records(HOLDS)))
+    assert len(checks) == 5
+    assert all(c.holds is True for c in checks), checks
+
+
+def test_claim_checks_fail_when_colearning_loses_single_modal_f1_or_av() -> None:
+    numbers = {k: dict(v) for k, v in HOLDS.items()}
+    numbers["colearn"] = {"av": 0.65, "a": 0.50, "v": 0.49}  # 83% of audio; below av on av
+    numbers["av"] = {"av": 0.70, "a": 0.58, "v": 0.45}  # no collapse on audio
+    checks = report.check_claims(report.aggregate(_records(numbers)))
+    verdicts = [c.holds for c in checks]
+    # conv collapse a, conv collapse v, retention a, retention v, av match
+    assert verdicts == [False, False, False, True, False]
+
+
+def test_claim_checks_say_not_measured_when_runs_are_missing() -> None:
+    records = [r for r in _records(HOLDS) if r["variant"] != "audio"]
+    checks = report.check_claims(report.aggregate(records))
+    assert [c.holds for c in checks].count(None) == 2
+
+
+def _results(records: list[dict]) -> dict:
+    return {
+        "command": "python bench/paper_claim.py",
+        "commit": "abc123",
+        "finished_utc": "2026-01-01T00:00:00Z",
+        "wall_s": 600.0,
+        "seeds": [0, 1, 2],
+        "setup": {"Corpus": "fabricated"},
+        "machine": "test machine",
+        "variants": VARIANTS,
+        "runs": records,
+        "missing": [{"variant": "visual", "seed": 2, "reason": "did not finish in time"}],
+        "notes": ["A note from the driver."],
+    }
+
+
+def test_write_page_writes_markdown_with_numeric_cells_and_a_linked_png(tmp_path: Path) -> None:
+    records = [r for r in _records(HOLDS) if not (r["variant"] == "visual" and r["seed"] == 2)]
+    page = report.write_page(
+        _results(records), tmp_path / "docs" / "results.md", tmp_path / "docs" / "results.png"
+    )
+    text = page.read_text()
+    png = (tmp_path / "docs" / "results.png").read_bytes()
+    assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 10_000
+    assert "![" in text and "(results.png)" in text
+    assert "`visual` seed 2: did not finish in time" in text
+    assert "A note from the driver." in text
+    for metric in report.METRICS.values():
+        section = text.split(f"### {metric}\n\n", 1)[1].split("\n\n", 1)[0]
+        rows = [line.strip("|").split("|") for line in section.splitlines()[2:]]
+        assert [r[0].strip() for r in rows] == [v["name"] for v in VARIANTS]
+        for row in rows:
+            for cell in row[1:]:
+                cell = cell.strip()
+                assert cell == "—" or re.fullmatch(r"\d\.\d{3} ± \d\.\d{3}", cell), cell
+    assert text.count("**holds**") == 5
+
+
+def test_ablation_lines_compare_with_the_parent_model() -> None:
+    lines = report._ablation_lines(report.aggregate(_records(HOLDS)))
+    views = next(line for line in lines if line.startswith("- `colearn-views-only` vs `colearn`"))
+    assert "audio+visual -0.020" in views
+    assert all(not math.isnan(float(m)) for m in re.findall(r"[+-]\d\.\d{3}", views))
