@@ -50,11 +50,17 @@ class Checkpoint:
     metadata: dict[str, Any]  # epoch, metrics, co-learning config, data fingerprint, ...
 
 
-def _json_default(value: Any) -> Any:
-    """numpy scalars and arrays (metrics, thresholds) as plain JSON values."""
+def _plain(value: Any) -> Any:
+    """Strict-JSON form: numpy values as Python ones, NaN/inf (undefined metrics) as null."""
     if isinstance(value, np.generic | np.ndarray):
-        return value.tolist()
-    raise TypeError(f"{type(value).__name__} is not JSON-serialisable")
+        value = value.tolist()
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
 
 
 def _check_fields(labels: Any, thresholds: Any, num_labels: int) -> None:
@@ -97,7 +103,7 @@ def save_checkpoint(directory: str | Path, checkpoint: Checkpoint) -> Path:
             "thresholds": thresholds,
             "metadata": checkpoint.metadata,
         }
-        text = json.dumps(meta, indent=2, sort_keys=True, default=_json_default)
+        text = json.dumps(_plain(meta), indent=2, sort_keys=True, allow_nan=False)
         (staging / META_FILE).write_text(text + "\n")
         _replace_dir(staging, target)
     except BaseException:

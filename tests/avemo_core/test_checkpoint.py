@@ -74,10 +74,16 @@ def test_round_trip_restores_weights_outputs_and_configs(tmp_path: Path) -> None
         assert torch.equal(outputs(loaded.model, batch)[condition], logits), condition
 
 
+def refuse_constant(name: str) -> None:
+    raise ValueError(f"non-standard JSON constant {name}")
+
+
 def test_files_are_plain_json_and_safetensors(tmp_path: Path) -> None:
     original = make_checkpoint()
+    original.metadata = {"metrics": {"auc": float("nan"), "f1": np.float64(0.5)}, "steps": (1, 2)}
     path = save_checkpoint(tmp_path / "ckpt", original)
-    meta = json.loads((path / META_FILE).read_text())
+    meta = json.loads((path / META_FILE).read_text(), parse_constant=refuse_constant)
+    assert meta["metadata"] == {"metrics": {"auc": None, "f1": 0.5}, "steps": [1, 2]}
     assert meta["format_version"] == FORMAT_VERSION
     assert meta["model_config"] == original.model_config.to_dict()
     assert meta["labels"] == list(EMOTIONS)
