@@ -119,8 +119,13 @@ def _replace_dir(staging: Path, target: Path) -> None:
         return
     old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
     os.replace(target, old / "checkpoint")
-    os.replace(staging, target)
-    shutil.rmtree(old, ignore_errors=True)
+    try:
+        os.replace(staging, target)
+    except OSError:
+        os.replace(old / "checkpoint", target)  # put the old checkpoint back
+        raise
+    finally:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def _read_meta(path: Path) -> dict[str, Any]:
