@@ -1,17 +1,44 @@
-"""The cross-modal transformer: one set of weights for audio+visual, audio-only and visual-only input.
+"""The cross-modal transformer: one set of weights for audio+visual, audio-only, visual-only input.
 
-INTERFACE STUB, owned by the model helper: implement, keep the public names.
+Audio (log-mel, x4 convolutional subsampling) and visual (a per-frame CNN on grey face crops) are
+encoded into sequences of one width D with time-aligned positions, then cross-modal blocks let each
+stream attend to itself and to the other. An absent modality is an absent stream: with `None` its
+encoder never runs and cross-attention to it is skipped; a sample whose mask is all False gets its
+cross-attention residual gated to exactly zero. So no zero-filled stand-in is ever fed, and the
+output of a sample does not depend on the tensors of a modality it lacks, nor on padding.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from avemo_core.config import FrozenConfig
+from avemo_core.config import FrozenConfig, require
 from avemo_core.data import Batch
+from avemo_core.labels import CONDITION_MODALITIES, CONDITIONS
+
+# Time subsampling of the audio encoder's two stride-2 convolutions.
+AUDIO_SUBSAMPLING = 4
+
+_SIZES: dict[str, dict[str, object]] = {
+    # Very small and fast on CPU: the unit tests' model.
+    "tiny": dict(
+        d_model=32,
+        num_heads=2,
+        audio_layers=1,
+        visual_layers=1,
+        cross_layers=1,
+        ff_mult=2,
+        cnn_channels=8,
+        dropout=0.0,
+    ),
+    # Real use; still trainable on CPU.
+    "base": {},
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -19,37 +46,297 @@ class ModelConfig(FrozenConfig):
     audio_dims: int = 80  # log-mel bins of the input
     visual_px: int = 64  # side of the square grey face crop
     num_labels: int = 6  # one logit per emotion
-    d_model: int = 128  # width D of both streams
+    d_model: int = 256  # width D of both streams
+    num_heads: int = 4  # attention heads in every attention layer (divides d_model)
+    audio_layers: int = 2  # self-attention layers of the audio encoder
+    visual_layers: int = 2  # self-attention layers of the visual encoder
+    cross_layers: int = 2  # cross-modal blocks (self-attn, cross-attn, feed-forward per stream)
+    ff_mult: int = 4  # feed-forward hidden width = ff_mult * d_model
+    cnn_channels: int = 32  # channels of the first per-frame CNN layer (then x2, x4, x4)
+    dropout: float = 0.1  # dropout on attention weights, residual branches and before the head
+    audio_hop_s: float = 0.01  # input audio frame step, so audio and visual positions align in time
+    visual_fps: float = 5.0  # input visual frames per second, for the same alignment
+
+    def validate(self) -> None:
+        require(self.audio_dims > 0, "audio_dims must be > 0")
+        require(self.visual_px >= 16, "visual_px must be >= 16 (four stride-2 convolutions)")
+        require(self.num_labels > 0, "num_labels must be > 0")
+        require(self.num_heads > 0, "num_heads must be > 0")
+        require(
+            self.d_model > 0 and self.d_model % self.num_heads == 0,
+            "d_model must be a positive multiple of num_heads",
+        )
+        require(self.d_model % 2 == 0, "d_model must be even (sinusoidal positions)")
+        require(
+            min(self.audio_layers, self.visual_layers, self.cross_layers) >= 0,
+            "layer counts must be >= 0",
+        )
+        require(self.ff_mult > 0, "ff_mult must be > 0")
+        require(self.cnn_channels > 0, "cnn_channels must be > 0")
+        require(0.0 <= self.dropout < 1.0, "dropout must be in [0, 1)")
+        require(self.audio_hop_s > 0.0, "audio_hop_s must be > 0")
+        require(self.visual_fps > 0.0, "visual_fps must be > 0")
 
     @classmethod
     def named(cls, size: str, **overrides: object) -> ModelConfig:
         """`tiny` (tests) or `base` (real use), with optional field overrides."""
-        raise NotImplementedError
+        if size not in _SIZES:
+            raise ValueError(f"unknown model size {size!r}; choose one of {sorted(_SIZES)}")
+        return cls(**{**_SIZES[size], **overrides})
 
 
 @dataclasses.dataclass
 class Encoded:
     seq: torch.Tensor  # (B, T', D)
-    mask: torch.Tensor  # (B, T') bool, True on real steps; all False for a sample without this modality
+    mask: (
+        torch.Tensor
+    )  # (B, T') bool, True on real steps; all False for a sample without this modality
+
+
+def sinusoid(positions: torch.Tensor, dims: int) -> torch.Tensor:
+    """(T,) float positions -> (T, dims) sinusoidal encodings (positions may be fractional)."""
+    freqs = torch.exp(
+        torch.arange(0, dims, 2, device=positions.device, dtype=torch.float32)
+        * (-math.log(10000.0) / dims)
+    )  # (dims / 2,)
+    angles = positions.float()[:, None] * freqs[None, :]  # (T, dims / 2)
+    return torch.stack([angles.sin(), angles.cos()], dim=-1).flatten(1)  # (T, dims)
+
+
+def masked_mean(seq: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """(B, T, D), (B, T) -> (B, D) mean over real steps; zeros for a sample with none."""
+    weights = mask.to(seq.dtype)[..., None]  # (B, T, 1)
+    return (seq * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
+
+
+class Attention(nn.Module):
+    """Multi-head attention of `x` over `context`, safe when a sample has no real key at all.
+
+    Such a sample attends to all (padded) keys instead of none, so the softmax stays finite, and its
+    output is then multiplied by zero: a residual branch adds exactly nothing for it.
+    """
+
+    def __init__(self, d_model: int, num_heads: int, dropout: float) -> None:
+        super().__init__()
+        self.num_heads = num_heads
+        self.dropout = dropout
+        self.query = nn.Linear(d_model, d_model)
+        self.key_value = nn.Linear(d_model, 2 * d_model)
+        self.out = nn.Linear(d_model, d_model)
+
+    def forward(
+        self, x: torch.Tensor, context: torch.Tensor, context_mask: torch.Tensor
+    ) -> torch.Tensor:
+        batch, t_query, d_model = x.shape
+        t_key = context.shape[1]
+        head = d_model // self.num_heads
+        query = (
+            self.query(x).view(batch, t_query, self.num_heads, head).transpose(1, 2)
+        )  # (B, H, Tq, Dh)
+        key, value = (
+            self.key_value(context)
+            .view(batch, t_key, 2, self.num_heads, head)
+            .permute(2, 0, 3, 1, 4)
+        )  # 2 x (B, H, Tk, Dh)
+        has_keys = context_mask.any(dim=1)  # (B,)
+        allowed = context_mask | ~has_keys[:, None]  # (B, Tk)
+        attended = F.scaled_dot_product_attention(
+            query,
+            key,
+            value,
+            attn_mask=allowed[:, None, None, :],  # (B, 1, 1, Tk)
+            dropout_p=self.dropout if self.training else 0.0,
+        )  # (B, H, Tq, Dh)
+        attended = attended.transpose(1, 2).reshape(batch, t_query, d_model)  # (B, Tq, D)
+        return self.out(attended) * has_keys[:, None, None].to(attended.dtype)
+
+
+class FeedForward(nn.Sequential):
+    def __init__(self, d_model: int, mult: int, dropout: float) -> None:
+        super().__init__(
+            nn.Linear(d_model, mult * d_model),
+            nn.GELU(),
+            nn.Dropout(dropout),
+            nn.Linear(mult * d_model, d_model),
+        )
+
+
+class Block(nn.Module):
+    """Pre-norm block: self-attention, optional cross-attention to another stream, FF."""
+
+    def __init__(self, config: ModelConfig, cross: bool) -> None:
+        super().__init__()
+        d, h, p = config.d_model, config.num_heads, config.dropout
+        self.norm_self = nn.LayerNorm(d)
+        self.self_attn = Attention(d, h, p)
+        self.cross = cross
+        if cross:
+            self.norm_cross = nn.LayerNorm(d)
+            self.norm_context = nn.LayerNorm(d)
+            self.cross_attn = Attention(d, h, p)
+        self.norm_ff = nn.LayerNorm(d)
+        self.ff = FeedForward(d, config.ff_mult, p)
+        self.drop = nn.Dropout(p)
+
+    def forward(
+        self, x: torch.Tensor, mask: torch.Tensor, other: Encoded | None = None
+    ) -> torch.Tensor:
+        """`other` None: the other stream is absent and cross-attention is skipped."""
+        normed = self.norm_self(x)
+        x = x + self.drop(self.self_attn(normed, normed, mask))
+        if self.cross and other is not None:
+            context = self.norm_context(other.seq)
+            x = x + self.drop(self.cross_attn(self.norm_cross(x), context, other.mask))
+        return x + self.drop(self.ff(self.norm_ff(x)))
+
+
+class AudioFrontEnd(nn.Module):
+    """Utterance mean/variance normalisation, then two stride-2 convolutions (x4 fewer steps).
+
+    Padded frames are zeroed before each convolution and the output length follows from the input
+    length, so a padded sample gives exactly the steps of the unpadded one.
+    """
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        d = config.d_model
+        self.conv1 = nn.Conv1d(config.audio_dims, d, kernel_size=3, stride=2, padding=1)
+        self.conv2 = nn.Conv1d(d, d, kernel_size=3, stride=2, padding=1)
+
+    @staticmethod
+    def _subsample_mask(mask: torch.Tensor, steps: int) -> torch.Tensor:
+        """(B, T) prefix mask -> (B, steps) mask of the stride-2, kernel-3, padding-1 output."""
+        lengths = mask.sum(dim=1)  # (B,)
+        out_lengths = torch.div(lengths - 1, 2, rounding_mode="floor") + 1  # 0 stays 0
+        return torch.arange(steps, device=mask.device)[None, :] < out_lengths[:, None]  # (B, steps)
+
+    def forward(self, audio: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        weights = mask.to(audio.dtype)[..., None]  # (B, Ta, 1)
+        count = weights.sum(dim=1, keepdim=True).clamp(min=1.0)  # (B, 1, 1)
+        mean = (audio * weights).sum(dim=1, keepdim=True) / count  # (B, 1, F)
+        var = (((audio - mean) * weights) ** 2).sum(dim=1, keepdim=True) / count  # (B, 1, F)
+        x = (audio - mean) * torch.rsqrt(var + 1e-5) * weights  # (B, Ta, F)
+        x = x.transpose(1, 2)  # (B, F, Ta)
+        x = F.gelu(self.conv1(x))  # (B, D, Ta / 2)
+        mask = self._subsample_mask(mask, x.shape[-1])
+        x = x * mask[:, None, :].to(x.dtype)
+        x = F.gelu(self.conv2(x))  # (B, D, Ta / 4)
+        mask = self._subsample_mask(mask, x.shape[-1])
+        return x.transpose(1, 2), mask  # (B, Ta / 4, D), (B, Ta / 4)
+
+
+class FrameCNN(nn.Module):
+    """A small CNN from one grey frame to a D vector: four stride-2 convolutions and global pooling.
+
+    GroupNorm (not BatchNorm) keeps each frame's vector independent of the rest of the batch.
+    """
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        c = config.cnn_channels
+        widths = [1, c, 2 * c, 4 * c, 4 * c]
+        layers: list[nn.Module] = []
+        for c_in, c_out in zip(widths[:-1], widths[1:], strict=True):
+            layers += [
+                nn.Conv2d(c_in, c_out, 3, stride=2, padding=1),
+                nn.GroupNorm(1, c_out),
+                nn.GELU(),
+            ]
+        self.convs = nn.Sequential(*layers)
+        self.proj = nn.Linear(4 * c, config.d_model)
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        """(N, H, W) in [0, 1] -> (N, D)."""
+        x = self.convs(frames[:, None] - 0.5)  # (N, 4c, H / 16, W / 16)
+        return self.proj(x.mean(dim=(2, 3)))  # (N, D)
 
 
 class CrossModalTransformer(nn.Module):
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.config = config
+        self.audio_front = AudioFrontEnd(config)
+        self.audio_encoder = nn.ModuleList(
+            Block(config, cross=False) for _ in range(config.audio_layers)
+        )
+        self.frame_cnn = FrameCNN(config)
+        self.visual_encoder = nn.ModuleList(
+            Block(config, cross=False) for _ in range(config.visual_layers)
+        )
+        self.audio_cross = nn.ModuleList(
+            Block(config, cross=True) for _ in range(config.cross_layers)
+        )
+        self.visual_cross = nn.ModuleList(
+            Block(config, cross=True) for _ in range(config.cross_layers)
+        )
+        self.audio_norm = nn.LayerNorm(config.d_model)
+        self.visual_norm = nn.LayerNorm(config.d_model)
+        self.head = nn.Sequential(
+            nn.Dropout(config.dropout), nn.Linear(config.d_model, config.num_labels)
+        )
+        # Positions count subsampled audio steps: a visual frame sits at the audio step of its time.
+        self.step_s = config.audio_hop_s * AUDIO_SUBSAMPLING
+
+    def _positions(self, steps: int, step_s: float, device: torch.device) -> torch.Tensor:
+        """(steps, D) encodings of steps `step_s` seconds apart."""
+        times = torch.arange(steps, device=device, dtype=torch.float32) * (
+            step_s / self.step_s
+        )  # (T,)
+        return sinusoid(times, self.config.d_model)
 
     def encode_audio(self, audio: torch.Tensor, audio_mask: torch.Tensor) -> Encoded:
         """(B, Ta, F), (B, Ta) -> Encoded (B, Ta', D)."""
-        raise NotImplementedError
+        seq, mask = self.audio_front(audio, audio_mask)  # (B, Ta', D), (B, Ta')
+        seq = seq + self._positions(seq.shape[1], self.step_s, seq.device).to(seq.dtype)
+        for block in self.audio_encoder:
+            seq = block(seq, mask)
+        return Encoded(seq=seq, mask=mask)
 
     def encode_visual(self, visual: torch.Tensor, visual_mask: torch.Tensor) -> Encoded:
-        """(B, Tv, H, W), (B, Tv) -> Encoded (B, Tv, D)."""
-        raise NotImplementedError
+        """(B, Tv, H, W), (B, Tv) -> Encoded (B, Tv, D). The CNN runs on real frames only."""
+        batch, steps = visual_mask.shape
+        feats = self.frame_cnn(visual[visual_mask])  # (N real frames, D)
+        seq = feats.new_zeros(batch, steps, self.config.d_model)  # (B, Tv, D)
+        seq[visual_mask] = feats
+        seq = seq + self._positions(steps, 1.0 / self.config.visual_fps, seq.device).to(seq.dtype)
+        for block in self.visual_encoder:
+            seq = block(seq, visual_mask)
+        return Encoded(seq=seq, mask=visual_mask)
 
     def fuse(self, audio: Encoded | None, visual: Encoded | None) -> torch.Tensor:
-        """Cross-modal blocks + masked pooling + head -> (B, num_labels) logits. None = stream absent."""
-        raise NotImplementedError
+        """Cross-modal blocks, pooling, head -> (B, num_labels) logits; None: stream absent."""
+        if audio is None and visual is None:
+            raise ValueError("fuse needs at least one stream")
+        a_seq = audio.seq if audio is not None else None
+        v_seq = visual.seq if visual is not None else None
+        for a_block, v_block in zip(self.audio_cross, self.visual_cross, strict=True):
+            # Both streams read the other's state from before this layer.
+            a_in = Encoded(a_seq, audio.mask) if audio is not None else None
+            v_in = Encoded(v_seq, visual.mask) if visual is not None else None
+            if audio is not None:
+                a_seq = a_block(a_seq, audio.mask, v_in)
+            if visual is not None:
+                v_seq = v_block(v_seq, visual.mask, a_in)
+        pooled: list[torch.Tensor] = []
+        present: list[torch.Tensor] = []
+        if audio is not None:
+            pooled.append(masked_mean(self.audio_norm(a_seq), audio.mask))  # (B, D)
+            present.append(audio.mask.any(dim=1))  # (B,)
+        if visual is not None:
+            pooled.append(masked_mean(self.visual_norm(v_seq), visual.mask))
+            present.append(visual.mask.any(dim=1))
+        weights = torch.stack(present, dim=1).to(pooled[0].dtype)  # (B, S)
+        stacked = torch.stack(pooled, dim=1)  # (B, S, D)
+        fused = (stacked * weights[..., None]).sum(dim=1) / weights.sum(dim=1, keepdim=True).clamp(
+            min=1.0
+        )
+        return self.head(fused)  # (B, num_labels)
 
     def forward(self, batch: Batch, condition: str = "av") -> torch.Tensor:
         """Logits (B, num_labels) under condition `av`, `a` or `v`."""
-        raise NotImplementedError
+        if condition not in CONDITIONS:
+            raise ValueError(f"unknown condition {condition!r}; choose one of {CONDITIONS}")
+        use_audio, use_visual = CONDITION_MODALITIES[condition]
+        audio = self.encode_audio(batch.audio, batch.audio_mask) if use_audio else None
+        visual = self.encode_visual(batch.visual, batch.visual_mask) if use_visual else None
+        return self.fuse(audio, visual)
