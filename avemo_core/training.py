@@ -1,19 +1,24 @@
 """The plain training loop: one process, no Ray. Ray Train (pipelines/) wraps these same functions.
 
-INTERFACE STUB, owned by the model helper: implement, keep the public names.
+`train_epoch`, `predict` and `validate` are stateless epoch-level steps (model, optimizer and data
+come in, numbers go out), so a Ray Train worker calls them exactly as `fit` does here.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-from collections.abc import Iterable
+import random
+from collections.abc import Callable, Iterable, Iterator
 
 import numpy as np
 import torch
 
-from avemo_core.colearning import CoLearningConfig
-from avemo_core.config import FrozenConfig
+from avemo_core import metrics
+from avemo_core.colearning import CoLearningConfig, colearning_loss, conditions_for_mode
+from avemo_core.config import FrozenConfig, require
 from avemo_core.data import Batch
+from avemo_core.labels import CONDITION_MODALITIES
 from avemo_core.model import CrossModalTransformer
 
 
@@ -22,15 +27,57 @@ class TrainConfig(FrozenConfig):
     epochs: int = 10  # passes over the training split
     batch_size: int = 16  # clips per step per worker
     lr: float = 1e-3  # AdamW peak learning rate
-    weight_decay: float = 0.01  # AdamW weight decay
+    weight_decay: float = 0.01  # AdamW weight decay (weight matrices only, not biases or norms)
     grad_clip: float = 1.0  # max global grad norm (0 = off)
     seed: int = 0  # seeds torch/numpy for the run
     max_audio_frames: int = 1000  # clips are cut to this many audio frames (10 s at 10 ms)
     max_visual_frames: int = 50  # and this many sampled video frames
+    mixed_precision: bool = False  # bf16 autocast for forward and loss when training on CUDA
+
+    def validate(self) -> None:
+        require(self.epochs >= 0, "epochs must be >= 0")
+        require(self.batch_size > 0, "batch_size must be > 0")
+        require(self.lr > 0.0, "lr must be > 0")
+        require(self.weight_decay >= 0.0, "weight_decay must be >= 0")
+        require(self.grad_clip >= 0.0, "grad_clip must be >= 0")
+        require(self.max_audio_frames > 0, "max_audio_frames must be > 0")
+        require(self.max_visual_frames > 0, "max_visual_frames must be > 0")
+
+
+# (epoch, mean train loss parts, valid metrics "<condition>/<metric>", thresholds per condition)
+EpochCallback = Callable[[int, dict[str, float], dict[str, float], dict[str, np.ndarray]], None]
+
+
+@dataclasses.dataclass
+class FitResult:
+    history: list[
+        dict[str, float]
+    ]  # per epoch: "epoch", "train/<part>", "valid/<condition>/<metric>"
+    thresholds: dict[str, np.ndarray]  # condition -> (E,) thresholds tuned on the last validation
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, numpy and torch (all devices) so a run repeats."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
 
 
 def make_optimizer(model: CrossModalTransformer, config: TrainConfig) -> torch.optim.Optimizer:
-    raise NotImplementedError
+    """AdamW; weight decay on weight matrices and kernels only (decaying norms and biases hurts)."""
+    decay = [p for p in model.parameters() if p.requires_grad and p.ndim >= 2]
+    no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim < 2]
+    groups = [
+        {"params": decay, "weight_decay": config.weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+    return torch.optim.AdamW(groups, lr=config.lr)
+
+
+def _autocast(config: TrainConfig, device: torch.device) -> contextlib.AbstractContextManager:
+    if config.mixed_precision and device.type == "cuda":
+        return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
 
 
 def train_epoch(
@@ -42,11 +89,107 @@ def train_epoch(
     device: torch.device,
 ) -> dict[str, float]:
     """One pass; returns mean loss parts and `samples`."""
-    raise NotImplementedError
+    model.train()
+    sums: dict[str, float] = {}
+    steps = samples = 0
+    for batch in batches:
+        batch = batch.to(device, non_blocking=True)
+        with _autocast(config, device):
+            out = colearning_loss(model, batch, colearning)
+        optimizer.zero_grad(set_to_none=True)
+        out.loss.backward()
+        if config.grad_clip > 0.0:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+        optimizer.step()
+        for name, value in out.parts.items():
+            sums[name] = sums.get(name, 0.0) + value
+        steps += 1
+        samples += len(batch)
+    stats = {name: total / max(steps, 1) for name, total in sums.items()}
+    stats["samples"] = float(samples)
+    return stats
 
 
 def predict(
     model: CrossModalTransformer, batches: Iterable[Batch], condition: str, device: torch.device
 ) -> tuple[np.ndarray, np.ndarray]:
     """(N, E) probabilities and (N, E) labels of the labelled samples that can form `condition`."""
-    raise NotImplementedError
+    needs_audio, needs_visual = CONDITION_MODALITIES[condition]
+    model.eval()
+    probs: list[np.ndarray] = []
+    labels: list[np.ndarray] = []
+    with torch.inference_mode():
+        for batch in batches:
+            batch = batch.to(device)
+            keep = batch.label_known.clone()
+            if needs_audio:
+                keep &= batch.has_audio
+            if needs_visual:
+                keep &= batch.has_visual
+            if not keep.any():
+                continue
+            logits = model(batch, condition)  # (B, E)
+            probs.append(torch.sigmoid(logits[keep].float()).cpu().numpy())
+            labels.append(batch.labels[keep].cpu().numpy())
+    num_labels = model.config.num_labels
+    if not probs:
+        return np.zeros((0, num_labels), np.float32), np.zeros((0, num_labels), np.float32)
+    return np.concatenate(probs), np.concatenate(labels)
+
+
+def validate(
+    model: CrossModalTransformer,
+    batches: Iterable[Batch],
+    conditions: Iterable[str],
+    device: torch.device,
+) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+    """Metrics `<condition>/<metric>` and thresholds tuned per condition on these (validation) data.
+
+    A condition no labelled sample can form is left out of both.
+    """
+    results: dict[str, float] = {}
+    thresholds: dict[str, np.ndarray] = {}
+    for condition in conditions:
+        probs, labels = predict(model, batches, condition, device)
+        if len(probs) == 0:
+            continue
+        thresholds[condition] = metrics.tune_thresholds(probs, labels)
+        scores = metrics.emotion_metrics(probs, labels, thresholds[condition])
+        results.update({f"{condition}/{name}": value for name, value in scores.items()})
+        results[f"{condition}/samples"] = float(len(probs))
+    return results, thresholds
+
+
+def fit(
+    model: CrossModalTransformer,
+    train_batches: Iterable[Batch],
+    valid_batches: Iterable[Batch],
+    colearning: CoLearningConfig,
+    config: TrainConfig,
+    device: torch.device,
+    on_epoch_end: EpochCallback | None = None,
+) -> FitResult:
+    """Train `config.epochs` epochs, validating on every condition the mode serves after each.
+
+    Both batch sources are iterated once per epoch, so they must be re-iterable (a list, a
+    DataLoader, a Ray Data iterator), not a one-shot generator. Seeding is the caller's job
+    (`seed_everything` before building the model), so a resumed run is not reseeded.
+    """
+    for name, source in (("train_batches", train_batches), ("valid_batches", valid_batches)):
+        if isinstance(source, Iterator):
+            raise TypeError(f"{name} is a one-shot iterator; pass a re-iterable (list, DataLoader)")
+    model.to(device)
+    optimizer = make_optimizer(model, config)
+    conditions = conditions_for_mode(colearning.mode)
+    history: list[dict[str, float]] = []
+    thresholds: dict[str, np.ndarray] = {}
+    for epoch in range(config.epochs):
+        train_stats = train_epoch(model, train_batches, optimizer, colearning, config, device)
+        valid_metrics, thresholds = validate(model, valid_batches, conditions, device)
+        record = {"epoch": float(epoch)}
+        record.update({f"train/{k}": v for k, v in train_stats.items()})
+        record.update({f"valid/{k}": v for k, v in valid_metrics.items()})
+        history.append(record)
+        if on_epoch_end is not None:
+            on_epoch_end(epoch, train_stats, valid_metrics, thresholds)
+    return FitResult(history=history, thresholds=thresholds)
