@@ -1,15 +1,61 @@
-"""Not yet implemented: see the open issues."""
+"""Extract clip features from media files into Parquet clip shards (Ray Data + ffmpeg).
+
+    avemo extract INPUT OUT [--manifest CSV] [--fps F] [--window-s W] [--ray-address A]
+                  [--rows-per-shard N] [--num-cpus N] [--decode-threads N]
+
+INPUT is a folder, a glob, one file or an s3:// prefix; OUT a folder or s3:// prefix. With
+--manifest, the clips are the manifest's segments (CSV: uri,start_s,end_s,split,<emotions>; relative
+URIs resolve against the manifest's folder) of the media found under INPUT; without one, every file
+is cut into fixed windows. Rerunning the same command redoes only files that are missing or failed.
+Files that cannot be extracted get a record in OUT/_errors/ and do not stop the job.
+
+Example:
+    avemo extract corpus/ shards/ --manifest corpus/manifest.csv --fps 5
+"""
 
 from __future__ import annotations
 
 import argparse
 
+from avemo_core.config import ConfigError
+from avemo_core.media.clips import ManifestError
 from jobs.errors import UserError
+from pipelines.extract import ExtractConfig, ExtractError, run_extract
+from pipelines.sources import SourceError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("rest", nargs=argparse.REMAINDER)
+    parser.add_argument("input", metavar="INPUT", help="media folder, glob, file or s3:// prefix")
+    parser.add_argument(
+        "output", metavar="OUT", help="output folder or s3:// prefix for the shards"
+    )
+    parser.add_argument("--manifest", metavar="CSV", help="labelled segments (local path or s3://)")
+    parser.add_argument("--fps", type=float, default=5.0, help="video frames sampled per second")
+    parser.add_argument(
+        "--window-s", type=float, default=10.0, help="fixed-window length (no manifest)"
+    )
+    parser.add_argument(
+        "--ray-address", metavar="A", help="Ray cluster to join (default: start one)"
+    )
+    parser.add_argument("--rows-per-shard", type=int, default=64, help="clip rows per Parquet file")
+    parser.add_argument("--num-cpus", type=int, help="CPUs of the local Ray cluster (default: all)")
+    parser.add_argument("--decode-threads", type=int, default=1, help="ffmpeg threads per file")
 
 
 def run(args: argparse.Namespace) -> int:
-    raise UserError("'extract' is not implemented yet")
+    try:
+        config = ExtractConfig(
+            input_uri=args.input,
+            output_uri=args.output,
+            manifest_uri=args.manifest,
+            fps=args.fps,
+            window_s=args.window_s,
+            rows_per_shard=args.rows_per_shard,
+            decode_threads=args.decode_threads,
+            ray_address=args.ray_address,
+            num_cpus=args.num_cpus,
+        )
+        run_extract(config)
+    except (ConfigError, ManifestError, SourceError, ExtractError) as err:
+        raise UserError(str(err)) from err
+    return 0

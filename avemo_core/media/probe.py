@@ -1,0 +1,184 @@
+"""What a media file holds, from ffprobe: streams, duration, display size and rotation.
+
+ffprobe runs as an argument list (never a shell) on a `file:` URL, so names with spaces, a leading
+dash, `$(...)` or a `scheme:` prefix are read as plain paths, and only the file protocol is allowed
+(a text file crafted as a playlist cannot make ffmpeg fetch URLs).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import subprocess
+from fractions import Fraction
+from typing import Any
+
+from avemo_core.media.errors import MediaError
+
+FFPROBE = os.environ.get("AVEMO_FFPROBE", "ffprobe")
+PROBE_TIMEOUT_S = 120.0  # a file ffprobe cannot read within this is treated as unreadable
+# Demuxers that read other files or URLs named inside the input: never followed.
+REFUSED_FORMATS = frozenset({"hls", "concat", "dash", "image2", "lavfi", "ffmetadata", "tee"})
+
+
+@dataclasses.dataclass(frozen=True)
+class AudioStream:
+    codec: str  # ffprobe codec_name, e.g. "aac"
+    sample_rate_hz: int  # the stream's own rate (decoding resamples)
+    channels: int  # channel count before the mono downmix
+    duration_s: float | None  # stream duration when the container states it
+
+
+@dataclasses.dataclass(frozen=True)
+class VideoStream:
+    codec: str  # ffprobe codec_name, e.g. "h264"
+    width_px: int  # displayed width: after rotation and sample aspect ratio
+    height_px: int  # displayed height: after rotation and sample aspect ratio
+    rotation_deg: int  # clockwise rotation the player applies (0, 90, 180, 270)
+    fps: float | None  # average frame rate when known
+    duration_s: float | None  # stream duration when the container states it
+
+
+@dataclasses.dataclass(frozen=True)
+class MediaInfo:
+    format_name: str  # ffprobe format_name, e.g. "mov,mp4,m4a,3gp,3g2,mj2"
+    duration_s: float  # the longest known duration: container, else streams
+    audio: AudioStream | None  # first audio stream; None when the file has none
+    video: VideoStream | None  # first real video stream (cover art excluded); None when none
+
+
+def ffmpeg_url(path: str) -> str:
+    """`file:` URL of a local path: ffmpeg then never reads the name as an option or protocol."""
+    return "file:" + os.path.abspath(path)
+
+
+def _float(value: Any) -> float | None:
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        return None
+    return out if out == out and out >= 0.0 else None  # drop NaN and negatives
+
+
+def _fraction(value: str | None) -> Fraction | None:
+    if not value or value in ("0/0", "0:1", "N/A"):
+        return None
+    try:
+        out = Fraction(value.replace(":", "/"))
+    except (ValueError, ZeroDivisionError):
+        return None
+    return out if out > 0 else None
+
+
+def _rotation_deg(stream: dict[str, Any]) -> int:
+    """Clockwise display rotation: the display matrix (counter-clockwise degrees) or the old tag."""
+    for side in stream.get("side_data_list", []):
+        if "rotation" in side:
+            return round(-float(side["rotation"])) % 360
+    tag = stream.get("tags", {}).get("rotate")
+    return round(float(tag)) % 360 if tag else 0
+
+
+def _video_stream(stream: dict[str, Any]) -> VideoStream | None:
+    width, height = int(stream.get("width") or 0), int(stream.get("height") or 0)
+    if width <= 0 or height <= 0:
+        return None
+    sar = _fraction(stream.get("sample_aspect_ratio")) or Fraction(1)
+    display_w = max(1, round(width * sar))
+    rotation = _rotation_deg(stream)
+    if rotation % 180 == 90:
+        display_w, height = height, display_w
+    rate = _fraction(stream.get("avg_frame_rate")) or _fraction(stream.get("r_frame_rate"))
+    return VideoStream(
+        codec=str(stream.get("codec_name", "unknown")),
+        width_px=display_w,
+        height_px=height,
+        rotation_deg=rotation,
+        fps=float(rate) if rate else None,
+        duration_s=_float(stream.get("duration")),
+    )
+
+
+def _audio_stream(stream: dict[str, Any]) -> AudioStream | None:
+    rate = int(_float(stream.get("sample_rate")) or 0)
+    channels = int(stream.get("channels") or 0)
+    if rate <= 0 or channels <= 0:
+        return None
+    return AudioStream(
+        codec=str(stream.get("codec_name", "unknown")),
+        sample_rate_hz=rate,
+        channels=channels,
+        duration_s=_float(stream.get("duration")),
+    )
+
+
+def parse_probe(data: dict[str, Any]) -> MediaInfo:
+    """MediaInfo from ffprobe's JSON; raises MediaError (stage probe) when nothing is decodable."""
+    fmt = data.get("format", {})
+    format_name = str(fmt.get("format_name", ""))
+    if set(format_name.split(",")) & REFUSED_FORMATS:
+        raise MediaError("probe", "unsupported_format", f"container {format_name!r} is not media")
+    audio: AudioStream | None = None
+    video: VideoStream | None = None
+    for stream in data.get("streams", []):
+        kind = stream.get("codec_type")
+        if kind == "audio" and audio is None:
+            audio = _audio_stream(stream)
+        elif (
+            kind == "video"
+            and video is None
+            and not stream.get("disposition", {}).get("attached_pic")
+        ):
+            video = _video_stream(stream)
+    if audio is None and video is None:
+        raise MediaError(
+            "probe", "no_streams", f"no audio or video stream in {format_name or 'file'}"
+        )
+    durations = [_float(fmt.get("duration"))]
+    durations += [s.duration_s for s in (audio, video) if s is not None]
+    known = [d for d in durations if d]
+    if not known:
+        raise MediaError(
+            "probe", "unknown_duration", "neither the container nor a stream states a duration"
+        )
+    return MediaInfo(format_name=format_name, duration_s=max(known), audio=audio, video=video)
+
+
+def _last_line(text: str) -> str:
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return lines[-1] if lines else "no message"
+
+
+def probe(path: str) -> MediaInfo:
+    """Probe a local media file; raises MediaError with a specific reason when it is not media."""
+    if not os.path.exists(path):
+        raise MediaError("read", "not_found", f"no such file: {path}")
+    if os.path.getsize(path) == 0:
+        raise MediaError("probe", "empty_file", "file is empty (0 bytes)")
+    cmd = [
+        FFPROBE,
+        "-v",
+        "error",
+        "-protocol_whitelist",
+        "file",
+        "-print_format",
+        "json",
+        "-show_format",
+        "-show_streams",
+        ffmpeg_url(path),
+    ]
+    try:
+        done = subprocess.run(
+            cmd, capture_output=True, timeout=PROBE_TIMEOUT_S, stdin=subprocess.DEVNULL, check=False
+        )
+    except subprocess.TimeoutExpired:
+        raise MediaError("probe", "timeout", f"ffprobe took over {PROBE_TIMEOUT_S:.0f} s") from None
+    stderr = done.stderr.decode(errors="replace")
+    if done.returncode != 0:
+        raise MediaError("probe", "invalid_media", f"ffprobe: {_last_line(stderr)}")
+    try:
+        data = json.loads(done.stdout)
+    except json.JSONDecodeError as err:
+        raise MediaError("probe", "invalid_media", f"ffprobe printed no JSON: {err}") from None
+    return parse_probe(data)
