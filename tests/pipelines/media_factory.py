@@ -4,6 +4,7 @@ Lossless codecs (FFV1 grey video, PCM WAV) where a test compares decoded data ex
 
 from __future__ import annotations
 
+import functools
 import subprocess
 import wave
 from pathlib import Path
@@ -108,55 +109,53 @@ def rotated_mp4(path: Path, rotate_deg: int = 90) -> Path:
     return path
 
 
-def face_frame(step: int, size: tuple[int, int] = (320, 240)) -> np.ndarray:
-    """(H, W, 3) uint8: the astronaut's head on a plain background, moving slightly with `step`."""
+@functools.lru_cache(maxsize=1)
+def _head() -> np.ndarray:
+    """(150, 150, 3) uint8: the astronaut's head from scikit-image's photograph."""
     from skimage import data, transform
 
     photo = data.astronaut()  # (512, 512, 3); the face is around rows 20-230, cols 120-330
     head = photo[0:260, 100:360]  # (260, 260, 3)
-    head = (transform.resize(head, (150, 150), anti_aliasing=True) * 255).astype(np.uint8)
+    return (transform.resize(head, (150, 150), anti_aliasing=True) * 255).astype(np.uint8)
+
+
+def face_frame(step: int, size: tuple[int, int] = (320, 240)) -> np.ndarray:
+    """(H, W, 3) uint8: the astronaut's head on a plain background, moving slightly with `step`."""
     width, height = size
     frame = np.full((height, width, 3), (90, 110, 130), np.uint8)
     dx = int(round(12 * np.sin(step / 7.0)))
     dy = int(round(6 * np.cos(step / 5.0)))
     top, left = (height - 150) // 2 + dy, (width - 150) // 2 + dx
-    frame[top : top + 150, left : left + 150] = head
+    frame[top : top + 150, left : left + 150] = _head()
     return frame
 
 
-def talking_head_mp4(path: Path, duration_s: float = 4.0, fps: int = 10) -> Path:
-    """The astronaut photograph moving slightly over a background, with a tone as its voice."""
+def talking_head_mp4(
+    path: Path, duration_s: float = 4.0, fps: int = 10, sideways: bool = False
+) -> Path:
+    """The astronaut photograph moving slightly over a background, with a tone as its voice.
+
+    sideways: store the frames turned 90 degrees clockwise with a display matrix that turns them
+    back upright, as phones record portrait video.
+    """
     count = int(duration_s * fps)
     frames = np.stack([face_frame(i) for i in range(count)])  # (T, H, W, 3)
+    if sideways:
+        frames = np.ascontiguousarray(np.rot90(frames, k=-1, axes=(1, 2)))  # (T, W, H, 3)
+    height, width = frames.shape[1:3]
+    target = path.with_suffix(".upright.mp4") if sideways else path
     ffmpeg(
-        "-f",
-        "rawvideo",
-        "-pix_fmt",
-        "rgb24",
-        "-s",
-        "320x240",
-        "-r",
-        str(fps),
-        "-i",
-        "pipe:",
-        "-f",
-        "lavfi",
-        "-i",
-        f"sine=frequency=220:duration={duration_s}:sample_rate=16000",
-        "-c:v",
-        "libx264",
-        "-preset",
-        "ultrafast",
-        "-pix_fmt",
-        "yuv420p",
-        "-c:a",
-        "aac",
-        "-shortest",
-        "-movflags",
-        "+faststart",
-        path,
+        "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width}x{height}", "-r", str(fps),
+        "-i", "pipe:",
+        "-f", "lavfi", "-i", f"sine=frequency=220:duration={duration_s}:sample_rate=16000",
+        "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-c:a", "aac",
+        "-shortest", "-movflags", "+faststart", target,
         stdin=frames.tobytes(),
-    )
+    )  # fmt: skip
+    if sideways:
+        # this display matrix turns the picture 90 degrees counter-clockwise (see rotated_mp4)
+        ffmpeg("-i", target, "-c", "copy", "-metadata:s:v:0", "rotate=90", path)
+        target.unlink()
     return path
 
 
