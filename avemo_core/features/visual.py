@@ -1,15 +1,24 @@
 """Visual features: the largest face per sampled frame, cropped with a margin, grey, 64x64 uint8.
 
-INTERFACE STUB, owned by the features helper: implement, keep the public names.
+The detector is OpenCV's Haar cascade for frontal faces, whose weights ship inside the
+opencv-python-headless 4.x wheel (5.x wheels dropped them), so nothing is downloaded at run time.
+We use `frontalface_alt2` on the plain grey frame: on the astronaut photograph pasted at random
+scales and positions into 360 px frames it found 240/240 faces with no false hit on noise, flat or
+natural face-free frames, where `frontalface_default` (and histogram equalisation) took large false
+boxes on flat backgrounds, which the largest-face rule then picks.
+A frame without a detected face gives its centre square instead, flagged `face=False`, so every
+sampled frame yields a crop and the share of real face crops is known per clip.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
 
+import cv2
 import numpy as np
 
-from avemo_core.config import FrozenConfig
+from avemo_core.config import FrozenConfig, require
 
 
 @dataclasses.dataclass(frozen=True)
@@ -17,6 +26,23 @@ class VisualFeatureConfig(FrozenConfig):
     fps: float = 5.0  # frames sampled per second of video (inside ffmpeg)
     crop_px: int = 64  # side of the square grey crop
     decode_max_side_px: int = 360  # ffmpeg scales frames so the longer side is at most this
+    margin_frac: float = 0.25  # added on each side of the face box, as a fraction of its side
+    min_face_px: int = 20  # smallest face side searched, in input-frame pixels (cascade window: 20)
+    detect_scale_step: float = 1.1  # image-pyramid scale factor between detector passes
+    detect_min_neighbors: int = (
+        4  # overlapping hits needed to accept a face; more: fewer false ones
+    )
+    cascade_file: str = "haarcascade_frontalface_alt2.xml"  # in cv2.data.haarcascades, or a path
+
+    def validate(self) -> None:
+        require(self.fps > 0, "fps must be > 0")
+        require(self.crop_px > 0, "crop_px must be > 0")
+        require(self.decode_max_side_px > 0, "decode_max_side_px must be > 0")
+        require(self.margin_frac >= 0, "margin_frac must be >= 0")
+        require(self.min_face_px >= 1, "min_face_px must be >= 1")
+        require(self.detect_scale_step > 1.0, "detect_scale_step must be > 1")
+        require(self.detect_min_neighbors >= 0, "detect_min_neighbors must be >= 0")
+        require(bool(self.cascade_file), "cascade_file must be set")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -26,16 +52,101 @@ class FaceCrop:
     box: tuple[int, int, int, int] | None  # (x, y, w, h) of the detected face in the input frame
 
 
+def cascade_path(cascade_file: str) -> str:
+    """Resolve a cascade name against the directory the opencv wheel ships them in."""
+    return os.path.join(cv2.data.haarcascades, cascade_file)
+
+
+def face_ratio(flags: np.ndarray) -> float:
+    """Share of frames where a face was found (0.0 for no frames): stored per clip."""
+    flags = np.asarray(flags, dtype=bool)
+    return float(flags.mean()) if flags.size else 0.0
+
+
+def square_around(
+    box: tuple[int, int, int, int], margin_frac: float, height: int, width: int
+) -> tuple[int, int, int]:
+    """(x, y, side) of a square centred on `box`, grown by the margin, shifted to fit the frame.
+
+    The square shrinks only when it exceeds the frame's short side; otherwise it is moved, not
+    cut, so the crop keeps its aspect ratio and the face stays whole.
+    """
+    x, y, w, h = box
+    side = min(round(max(w, h) * (1.0 + 2.0 * margin_frac)), height, width)
+    left = round(x + w / 2 - side / 2)
+    top = round(y + h / 2 - side / 2)
+    left = min(max(left, 0), width - side)
+    top = min(max(top, 0), height - side)
+    return left, top, side
+
+
 class FaceCropper:
-    """Detects the largest face (OpenCV's bundled Haar cascade) and crops it; centre crop otherwise."""
+    """Detects the largest face (OpenCV's bundled Haar cascade) and crops it; else the centre.
+
+    The cascade loads once per instance (a few ms), so a Ray Data actor builds one in `__init__`.
+    """
 
     def __init__(self, config: VisualFeatureConfig | None = None) -> None:
         self.config = config or VisualFeatureConfig()
+        path = cascade_path(self.config.cascade_file)
+        if not os.path.isfile(path):
+            raise FileNotFoundError(
+                f"face detector cascade not found: {path} (opencv-python-headless 4.x ships the "
+                "Haar cascades, 5.x does not: install 'opencv-python-headless<5')"
+            )
+        try:
+            self._detector = cv2.CascadeClassifier(path)
+        except (cv2.error, SystemError) as err:  # OpenCV wraps its parse error in a SystemError
+            raise RuntimeError(f"face detector cascade could not be loaded: {path}") from err
+        if self._detector.empty():
+            raise RuntimeError(f"face detector cascade could not be loaded: {path}")
 
     def __call__(self, frame: np.ndarray) -> FaceCrop:
         """frame: (H, W, 3) RGB or (H, W) grey uint8."""
-        raise NotImplementedError
+        grey = to_grey(frame)
+        height, width = grey.shape
+        box = self._largest_face(grey)
+        if box is None:
+            side = min(height, width)
+            left, top = (width - side) // 2, (height - side) // 2
+        else:
+            left, top, side = square_around(box, self.config.margin_frac, height, width)
+        region = grey[top : top + side, left : left + side]  # (side, side)
+        size = (self.config.crop_px, self.config.crop_px)
+        crop = cv2.resize(region, size, interpolation=cv2.INTER_AREA)
+        return FaceCrop(crop=crop, face=box is not None, box=box)
 
     def crop_frames(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(T, H, W[, 3]) uint8 -> ((T, crop_px, crop_px) uint8 crops, (T,) bool face flags)."""
-        raise NotImplementedError
+        side = self.config.crop_px
+        crops = np.empty((len(frames), side, side), dtype=np.uint8)
+        flags = np.zeros(len(frames), dtype=bool)
+        for i, frame in enumerate(frames):
+            result = self(frame)
+            crops[i] = result.crop
+            flags[i] = result.face
+        return crops, flags
+
+    def _largest_face(self, grey: np.ndarray) -> tuple[int, int, int, int] | None:
+        found = self._detector.detectMultiScale(
+            grey,
+            scaleFactor=self.config.detect_scale_step,
+            minNeighbors=self.config.detect_min_neighbors,
+            minSize=(self.config.min_face_px, self.config.min_face_px),
+        )
+        if len(found) == 0:
+            return None
+        x, y, w, h = max(found, key=lambda b: int(b[2]) * int(b[3]))
+        return int(x), int(y), int(w), int(h)
+
+
+def to_grey(frame: np.ndarray) -> np.ndarray:
+    """(H, W, 3) RGB or (H, W) grey uint8 -> (H, W) grey uint8."""
+    frame = np.ascontiguousarray(frame)
+    if frame.dtype != np.uint8:
+        raise ValueError(f"expected uint8 frames, got {frame.dtype}")
+    if frame.ndim == 2:
+        return frame
+    if frame.ndim == 3 and frame.shape[2] == 3:
+        return cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
+    raise ValueError(f"expected an (H, W) or (H, W, 3) frame, got shape {frame.shape}")

@@ -172,11 +172,14 @@ def test_rejects_multichannel_input() -> None:
 
 
 def test_a_minute_of_audio_is_fast() -> None:
-    """Extraction runs on hours of media: a minute of audio must take well under a second."""
+    """Extraction runs on hours of media: a minute of audio must take well under a CPU second.
+
+    CPU time of this process, not wall time, so other jobs on a shared machine do not fail it.
+    """
     extractor = LogMelExtractor()
     samples = np.tile(speech_like(3), 30)  # 60 s
-    start = time.perf_counter()
+    start = time.process_time()
     out = extractor(samples)
-    elapsed = time.perf_counter() - start
+    elapsed = time.process_time() - start
     assert out.shape == (extractor.num_frames(samples.shape[0]), 80)
-    assert elapsed < 1.0, f"{elapsed:.2f} s for 60 s of audio"
+    assert elapsed < 1.0, f"{elapsed:.2f} CPU s for 60 s of audio"
