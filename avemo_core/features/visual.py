@@ -2,10 +2,11 @@
 
 The detector is OpenCV's Haar cascade for frontal faces, whose weights ship inside the
 opencv-python-headless 4.x wheel (5.x wheels dropped them), so nothing is downloaded at run time.
-We use `frontalface_alt2` on the plain grey frame: on the astronaut photograph pasted at random
-scales and positions into 360 px frames it found 240/240 faces with no false hit on noise, flat or
-natural face-free frames, where `frontalface_default` (and histogram equalisation) took large false
-boxes on flat backgrounds, which the largest-face rule then picks.
+We use `frontalface_alt2` on the plain grey frame: with the astronaut photograph pasted at random
+scales (faces of 27-63 px) and places into 360 px frames it found 320/320 faces and gave no false
+hit in 212 face-free frames (noise, flat, natural photographs), where `frontalface_default` (and
+histogram equalisation) found large false boxes on flat backgrounds, which the largest-face rule
+then picks.
 A frame without a detected face gives its centre square instead, flagged `face=False`, so every
 sampled frame yields a crop and the share of real face crops is known per clip.
 """
