@@ -1,0 +1,108 @@
+"""A job killed half-way (the whole process group, Ray included) and rerun ends with exactly the
+rows of an uninterrupted run: no duplicates, no half-written shard, nothing lost."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+from pipelines.extract import ExtractConfig, run_extract
+from tests.pipelines import media_factory as mf
+
+FILES = 6
+
+
+def rows_by_clip(out: Path) -> dict[str, dict]:
+    rows: dict[str, dict] = {}
+    for path in sorted(out.glob("*.parquet")):
+        for row in pq.read_table(path).to_pylist():
+            assert row["clip_id"] not in rows, f"duplicate clip {row['clip_id']}"
+            rows[row["clip_id"]] = row
+    return rows
+
+
+def wait_for_done_markers(out: Path, proc: subprocess.Popen, timeout_s: float = 240.0) -> int:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, "the job ended before it could be killed"
+        done = len(list((out / "_done").glob("*.json"))) if (out / "_done").is_dir() else 0
+        if done:
+            return done
+        time.sleep(0.05)
+    raise TimeoutError("no file finished in time")
+
+
+def kill_group(proc: subprocess.Popen) -> None:
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:  # Ray's own processes die with their parent
+        try:
+            os.killpg(proc.pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.2)
+    raise AssertionError("processes of the killed job are still alive")
+
+
+def test_killed_then_rerun_equals_uninterrupted(ray_cluster: None, tmp_path: Path) -> None:
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    for i in range(FILES):
+        mf.mp4(corpus / f"clip{i}.mp4", 3.0)
+    killed, clean = tmp_path / "killed", tmp_path / "clean"
+    args = ["--window-s", "1", "--rows-per-shard", "3", "--num-cpus", "1"]
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "jobs", "extract", str(corpus), str(killed), *args],
+        env=env,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for_done_markers(killed, proc)
+    finally:
+        kill_group(proc)
+    done_at_kill = len(list((killed / "_done").glob("*.json")))
+    assert 1 <= done_at_kill < FILES, "the kill must land half-way"
+    assert not (killed / "_SUCCESS.json").exists()
+
+    job = ExtractConfig(
+        input_uri=str(corpus), output_uri=str(killed), window_s=1.0, rows_per_shard=3
+    )
+    resumed = run_extract(job)["summary"]
+    assert resumed["files_skipped"] == done_at_kill
+    assert resumed["files_extracted"] == FILES - done_at_kill
+    run_extract(job.replace(output_uri=str(clean)))
+
+    after_rerun, uninterrupted = rows_by_clip(killed), rows_by_clip(clean)
+    assert len(uninterrupted) == FILES * 3
+    assert after_rerun.keys() == uninterrupted.keys()
+    for clip_id, row in uninterrupted.items():
+        assert after_rerun[clip_id] == row  # same features, bit for bit
+    names = sorted(p.name for p in killed.glob("*.parquet"))
+    assert names == sorted(p.name for p in clean.glob("*.parquet"))
+    assert not [p for p in killed.rglob("*") if ".tmp-" in p.name]
+
+
+def test_rerun_clears_orphan_shards_of_unfinished_files(ray_cluster: None, tmp_path: Path) -> None:
+    """A shard left by a killed run for a file without a done marker is replaced, not duplicated."""
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    mf.mp4(corpus / "a.mp4", 2.0)
+    out = tmp_path / "out"
+    job = ExtractConfig(input_uri=str(corpus), output_uri=str(out), window_s=1.0, rows_per_shard=1)
+    run_extract(job)
+    first = rows_by_clip(out)
+    for marker in (out / "_done").glob("*.json"):
+        marker.unlink()  # as if killed after the shards but before the marker
+    (out / "_SUCCESS.json").unlink()
+    assert run_extract(job)["summary"]["files_extracted"] == 1
+    assert rows_by_clip(out) == first
