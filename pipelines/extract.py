@@ -136,8 +136,11 @@ def execute_plan(
     started = time.monotonic()
     extractor_config = config.extractor_config()
     store = ShardStore(config.output_uri, storage_options)
-    store.prepare()
-    done = store.done_markers()
+    try:
+        store.prepare()
+        done = store.done_markers()
+    except Exception as err:  # s3fs and botocore raise more than OSError for bad buckets/keys
+        raise ExtractError(f"cannot write to {config.output_uri}: {err}") from None
     finished = {
         t.media_id
         for t in plan.tasks

@@ -48,7 +48,11 @@ class ShardStore:
 
     def prepare(self) -> None:
         """Create the folders, withdraw `_SUCCESS.json` (run not complete), drop stale temps."""
-        if not self.remote:
+        if self.remote:
+            bucket = self.root.split("/", 1)[0]
+            if not self.fs.exists(bucket):
+                raise FileNotFoundError(f"bucket {bucket!r} does not exist")
+        else:
             for folder in (self.root, self.path(DONE_DIR), self.path(ERRORS_DIR)):
                 os.makedirs(folder, exist_ok=True)
                 for name in os.listdir(folder):

@@ -223,3 +223,7 @@ def test_cli_bad_arguments_give_one_line(
     assert "manifest lacks column(s)" in capsys.readouterr().err
     assert cli_main(["extract", str(tmp_path), str(tmp_path / "o"), "--fps", "0"]) == 2
     assert "fps must be > 0" in capsys.readouterr().err
+    mf.mp4(tmp_path / "media/a.mp4", 0.5)
+    (tmp_path / "a-file").write_text("")
+    assert cli_main(["extract", str(tmp_path / "media"), str(tmp_path / "a-file/out")]) == 2
+    assert f"cannot write to {tmp_path / 'a-file/out'}" in capsys.readouterr().err

@@ -13,7 +13,13 @@ import boto3
 import numpy as np
 import pytest
 
-from pipelines.extract import ExtractConfig, execute_plan, plan_extract, run_extract
+from pipelines.extract import (
+    ExtractConfig,
+    ExtractError,
+    execute_plan,
+    plan_extract,
+    run_extract,
+)
 from pipelines.storage import filesystem, storage_options_from_env
 from tests.pipelines import media_factory as mf
 
@@ -117,3 +123,5 @@ def test_s3_to_s3_and_read_back_with_plain_pyarrow(
 
     again = run_extract(job)["summary"]
     assert (again["files_skipped"], again["files_extracted"], again["files_failed"]) == (3, 0, 2)
+    with pytest.raises(ExtractError, match="bucket 'no-such-bucket' does not exist"):
+        run_extract(job.replace(output_uri="s3://no-such-bucket/shards"))

@@ -1,0 +1,257 @@
+"""Extraction speed, memory and scaling. Goals: media-seconds extracted per wall-second >= 0.7x a
+bare `ffmpeg -i FILE -f null -` decode of the same files on the same cores; peak memory for a
+10-minute 720p file <= 1.5x that for a 10-second one; 2 CPUs >= 1.8x as fast as 1 CPU.
+
+    .venv/bin/python bench/extract.py            # 4 x 60 s 720p files; 10-min vs 10-s memory
+    .venv/bin/python bench/extract.py --quick    # 2 x 20 s files; 2-min vs 10-s memory
+
+All numbers come from one run on the same generated files (testsrc2 720p25 H.264 + AAC tone).
+Throughput: each side is pinned to the same 1 or 2 cores (CPU affinity, inherited by ffmpeg and
+Ray's workers); the extraction is the real Ray Data job (`pipelines.extract.run_extract`) on a
+local cluster of that many CPUs, timed after a warm-up that starts its workers; bare ffmpeg decodes
+the files one after another with its default threading. Memory: peak resident memory of the whole
+process tree (Python plus its ffmpeg children, sampled every 20 ms) while one Ray task's work
+(`pipelines.extract_media.extract_media`) extracts one file in a fresh process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+FFMPEG = ["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-y"]
+
+
+def make_video(path: Path, seconds: float) -> Path:
+    """720p25 H.264 + AAC test pattern with a tone (fast to encode: ultrafast preset)."""
+    if not path.exists():
+        subprocess.run(
+            [*FFMPEG, "-f", "lavfi", "-i", f"testsrc2=size=1280x720:rate=25:duration={seconds}",
+             "-f", "lavfi", "-i", f"sine=frequency=330:duration={seconds}:sample_rate=44100",
+             "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-c:a", "aac",
+             "-shortest", str(path)],
+            check=True,
+        )  # fmt: skip
+    return path
+
+
+def pinned(cores: list[int]):  # noqa: ANN201 - preexec_fn
+    return lambda: os.sched_setaffinity(0, cores)
+
+
+def bare_decode_seconds(files: list[Path], cores: list[int]) -> float:
+    """Wall seconds for `ffmpeg -i FILE -f null -` over the files, one after another, on `cores`."""
+    start = time.monotonic()
+    for path in files:
+        subprocess.run(
+            [*FFMPEG, "-i", str(path), "-f", "null", "-"], check=True, preexec_fn=pinned(cores)
+        )
+    return time.monotonic() - start
+
+
+def extract_seconds(folder: Path, warmup: Path, cores: list[int], work: Path) -> dict:
+    """Run `--measure-extract` in a fresh process pinned to `cores`; returns its JSON."""
+    cmd = [sys.executable, __file__, "--measure-extract", str(folder), str(warmup), str(work)]
+    out = subprocess.run(
+        [*cmd, str(len(cores))],
+        check=True, capture_output=True, text=True, preexec_fn=pinned(cores),
+    )  # fmt: skip
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def measure_extract(folder: str, warmup: str, work: str, cpus: int) -> None:
+    """(child) Start Ray with `cpus` CPUs, warm its workers up, then time the extraction job."""
+    import logging
+
+    import ray
+
+    from pipelines.extract import ExtractConfig, run_extract
+
+    ray.init(
+        num_cpus=cpus, include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False
+    )
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    quiet = lambda line: None  # noqa: E731
+    run_extract(ExtractConfig(input_uri=warmup, output_uri=f"{work}/warm-{cpus}"), log=quiet)
+    start = time.monotonic()
+    success = run_extract(
+        ExtractConfig(input_uri=folder, output_uri=f"{work}/out-{cpus}"), log=quiet
+    )
+    wall_s = time.monotonic() - start
+    summary = success["summary"]
+    assert summary["files_failed"] == 0, summary["errors"]
+    print(
+        json.dumps(
+            {"wall_s": wall_s, "media_s": summary["media_hours"] * 3600, "clips": summary["clips"]}
+        )
+    )
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry))
+    return found
+
+
+def tree_rss_bytes(pid: int) -> int:
+    """Resident memory of a process and all its descendants."""
+    total, todo = 0, [pid]
+    while todo:
+        current = todo.pop()
+        try:
+            for line in Path(f"/proc/{current}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1]) * 1024
+        except OSError:
+            continue
+        todo += _children(current)
+    return total
+
+
+def peak_memory(path: Path, work: Path) -> dict:
+    """Peak process-tree RSS while a fresh process extracts one file as one Ray task would."""
+    proc = subprocess.Popen(
+        [sys.executable, __file__, "--measure-memory", str(path), str(work)],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    peak = 0
+    while proc.poll() is None:
+        peak = max(peak, tree_rss_bytes(proc.pid))
+        time.sleep(0.02)
+    out, _ = proc.communicate()
+    if proc.returncode != 0:
+        raise RuntimeError(f"memory measurement failed for {path}")
+    return {"peak_tree_bytes": peak, **json.loads(out.strip().splitlines()[-1])}
+
+
+def measure_memory(path: str, work: str) -> None:
+    """(child) Extract one file exactly as a Ray Data task does, then report clip count."""
+    import resource
+
+    from avemo_core.schema import clip_schema
+    from pipelines.extract import ExtractConfig
+    from pipelines.extract_media import MediaTask, build_extractor, extract_media
+    from pipelines.shards import ShardStore
+
+    config = ExtractConfig(input_uri=path, output_uri=work)
+    extractor = build_extractor(config.extractor_config())
+    store = ShardStore(work)
+    store.prepare()
+    result = extract_media(
+        MediaTask(path, None), extractor, store, clip_schema(extractor.config_dict()),
+        rows_per_shard=config.rows_per_shard, storage_options={},
+    )  # fmt: skip
+    assert result["status"] == "done", result
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    print(json.dumps({"clips": result["clips"], "python_peak_bytes": rss}))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="smaller files, same measurements")
+    parser.add_argument(
+        "--workdir", type=Path, help="keep generated media here (reused if present)"
+    )
+    parser.add_argument("--out-dir", type=Path, help="where the benchmarks page's JSON goes")
+    parser.add_argument("--measure-extract", nargs=4, help=argparse.SUPPRESS)
+    parser.add_argument("--measure-memory", nargs=2, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.measure_extract:
+        folder, warmup, work, cpus = args.measure_extract
+        measure_extract(folder, warmup, work, int(cpus))
+        return
+    if args.measure_memory:
+        measure_memory(*args.measure_memory)
+        return
+    run_benchmark(args)
+
+
+def run_benchmark(args: argparse.Namespace) -> None:
+    from pipelines.benchmarks_page import save_output
+
+    count, seconds, long_s = (2, 20.0, 120.0) if args.quick else (4, 60.0, 600.0)
+    media = args.workdir or Path(tempfile.mkdtemp(prefix="avemo-bench-"))
+    work = Path(tempfile.mkdtemp(prefix="avemo-bench-out-"))
+    folder, warmup = media / f"set-{count}x{seconds:g}", media / "warmup"
+    folder.mkdir(parents=True, exist_ok=True)
+    warmup.mkdir(exist_ok=True)
+    print(f"generating media in {media} ...", flush=True)
+    files = [make_video(folder / f"clip{i}.mp4", seconds) for i in range(count)]
+    for i in range(4):
+        make_video(warmup / f"warm{i}.mp4", 2.0)
+    long_file = make_video(media / f"long-{long_s:g}s.mp4", long_s)
+    short_file = make_video(media / "short-10s.mp4", 10.0)
+    cores = sorted(os.sched_getaffinity(0))
+    media_s = count * seconds
+    results = []
+    rates: dict[int, float] = {}
+    for cpus in (1, 2):
+        if cpus > len(cores):
+            print(f"only {len(cores)} CPU(s): skipping the {cpus}-CPU measurement")
+            continue
+        use = cores[:cpus]
+        bare_s = bare_decode_seconds(files, use)
+        ours = extract_seconds(folder, warmup, use, work)
+        rates[cpus] = ours["media_s"] / ours["wall_s"]
+        bare_rate = media_s / bare_s
+        ratio = rates[cpus] / bare_rate
+        print(
+            f"{cpus} CPU: extract {rates[cpus]:.1f} media-s/s ({ours['clips']} clips), "
+            f"bare ffmpeg decode {bare_rate:.1f} media-s/s -> {ratio:.2f}x (goal >= 0.7x)",
+            flush=True,
+        )
+        results += [
+            {"name": f"extract_{cpus}cpu", "value": round(rates[cpus], 2), "unit": "media-s/s"},
+            {"name": f"bare_ffmpeg_{cpus}cpu", "value": round(bare_rate, 2), "unit": "media-s/s"},
+            {"name": f"extract_vs_ffmpeg_{cpus}cpu", "value": round(ratio, 3), "unit": "x",
+             "goal": ">= 0.7x", "met": ratio >= 0.7},
+        ]  # fmt: skip
+    if 1 in rates and 2 in rates:
+        scaling = rates[2] / rates[1]
+        print(f"scaling: 2 CPUs / 1 CPU = {scaling:.2f}x (goal >= 1.8x)", flush=True)
+        results.append(
+            {"name": "scaling_2cpu_vs_1cpu", "value": round(scaling, 3), "unit": "x",
+             "goal": ">= 1.8x", "met": scaling >= 1.8}
+        )  # fmt: skip
+    long_mem = peak_memory(long_file, work / "mem-long")
+    short_mem = peak_memory(short_file, work / "mem-short")
+    long_mib, short_mib = long_mem["peak_tree_bytes"] / 2**20, short_mem["peak_tree_bytes"] / 2**20
+    mem_ratio = long_mib / short_mib
+    print(
+        f"memory: {long_s:g} s file {long_mib:.0f} MiB ({long_mem['clips']} clips), "
+        f"10 s file {short_mib:.0f} MiB -> {mem_ratio:.2f}x (goal <= 1.5x); Python alone "
+        f"{long_mem['python_peak_bytes'] / 2**20:.0f} vs "
+        f"{short_mem['python_peak_bytes'] / 2**20:.0f} MiB",
+        flush=True,
+    )
+    results += [
+        {"name": f"peak_mem_{long_s:g}s_720p", "value": round(long_mib, 1), "unit": "MiB"},
+        {"name": "peak_mem_10s_720p", "value": round(short_mib, 1), "unit": "MiB"},
+        {"name": "peak_mem_ratio", "value": round(mem_ratio, 3), "unit": "x",
+         "goal": "<= 1.5x", "met": mem_ratio <= 1.5},
+    ]  # fmt: skip
+    command = ["python", "bench/extract.py", *(["--quick"] if args.quick else [])]
+    saved = save_output(
+        __file__, command, results, **({"out_dir": args.out_dir} if args.out_dir else {})
+    )
+    print(f"saved {saved}")
+
+
+if __name__ == "__main__":
+    main()
