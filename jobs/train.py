@@ -1,15 +1,162 @@
-"""Not yet implemented: see the open issues."""
+"""Train the emotion model on clip shards with Ray Train; track in MLflow; optionally register it.
+
+    avemo train DATA [--mode colearn|av|audio|visual] [--workers N] [--gpu] [--epochs E]
+                     [--mlflow-uri URI] [--register NAME] [--resume]
+
+Examples:
+
+    avemo train shards/ --workers 2 --epochs 10 --register avemo-emotion
+    avemo train shards/ --mode av --model-size tiny --epochs 3 --run-name av-baseline
+    avemo train shards/ --run-name av-baseline --resume      # after a crash: same name, storage
+    RAY_ADDRESS=ray://head:10001 avemo train s3://bucket/shards --workers 8 --gpu \\
+        --storage s3://bucket/runs --mlflow-uri http://mlflow:5000 --register avemo-emotion
+
+A local Ray cluster starts unless RAY_ADDRESS names one. Checkpoints live in --storage under
+--run-name; MLflow defaults to ./mlflow.db (MLFLOW_TRACKING_URI or --mlflow-uri override it).
+"""
 
 from __future__ import annotations
 
 import argparse
+import time
+from pathlib import Path
 
+from avemo_core.colearning import MODES, CoLearningConfig
+from avemo_core.config import ConfigError
+from avemo_core.model import ModelConfig
+from avemo_core.training import TrainConfig
 from jobs.errors import UserError
+from pipelines import datasets, tracking
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("rest", nargs=argparse.REMAINDER)
+    parser.add_argument("data", help="clip shards: a local directory or s3:// prefix")
+    parser.add_argument("--mode", choices=MODES, default="colearn", help="default: colearn")
+    parser.add_argument("--workers", type=int, default=1, help="Ray Train workers (default 1)")
+    parser.add_argument("--gpu", action="store_true", help="one GPU per worker, bf16 autocast")
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--batch-size", type=int, default=16, help="clips per step per worker")
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--model-size", choices=("tiny", "base"), default="base")
+    parser.add_argument("--transfer-to-single", type=float, default=1.0, help="KD av -> a, v")
+    parser.add_argument("--transfer-to-av", type=float, default=0.5, help="KD a, v -> av")
+    parser.add_argument("--temperature", type=float, default=2.0, help="KD temperature")
+    parser.add_argument("--modality-dropout", type=float, default=0.0, help="av-mode ablation")
+    parser.add_argument("--run-name", help="default: avemo-MODE-TIMESTAMP (with --resume: latest)")
+    parser.add_argument(
+        "--storage", default="avemo-runs", help="Ray Train storage (default ./avemo-runs)"
+    )
+    parser.add_argument("--resume", action="store_true", help="continue the run in --storage")
+    parser.add_argument("--max-failures", type=int, default=2, help="worker-group restarts")
+    parser.add_argument("--keep-checkpoints", type=int, default=2, help="best N kept")
+    parser.add_argument(
+        "--mlflow-uri", help="tracking URI (default: MLFLOW_TRACKING_URI, ./mlflow.db)"
+    )
+    parser.add_argument("--experiment", default="avemo", help="MLflow experiment")
+    parser.add_argument("--register", metavar="NAME", help="register the best checkpoint as NAME")
+
+
+def _storage(value: str) -> str:
+    return value if "://" in value else str(Path(value).resolve())
+
+
+def _run_name(args: argparse.Namespace, storage: str) -> str:
+    from pipelines.train import latest_run_name
+
+    if args.run_name:
+        return args.run_name
+    if args.resume:
+        name = latest_run_name(storage)
+        if name is None:
+            raise UserError(f"--resume: no run in {storage}; pass --run-name")
+        return name
+    return f"avemo-{args.mode}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def _connect_ray(workers: int, gpu: bool) -> None:
+    """Join RAY_ADDRESS's cluster or start a local one; refuse --gpu without enough GPUs."""
+    import ray
+
+    if not ray.is_initialized():
+        try:
+            ray.init(log_to_driver=True)
+        except (ConnectionError, ValueError) as err:
+            raise UserError(f"cannot connect to Ray: {err}") from None
+    gpus = ray.cluster_resources().get("GPU", 0)
+    if gpu and gpus < workers:
+        raise UserError(f"--gpu asks for {workers} GPU(s); the Ray cluster has {gpus:g}")
 
 
 def run(args: argparse.Namespace) -> int:
-    raise UserError("'train' is not implemented yet")
+    from pipelines import registry
+    from pipelines.model_uri import ModelURIError
+    from pipelines.pyfunc_model import INPUT_COLUMNS
+    from pipelines.train import RunExistsError, RunSettings, run_training
+
+    storage = _storage(args.storage)
+    try:
+        model_config = ModelConfig.named(args.model_size)
+        train_config = TrainConfig(
+            epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed
+        )
+        colearning = CoLearningConfig(
+            mode=args.mode,
+            transfer_to_single=args.transfer_to_single,
+            transfer_to_av=args.transfer_to_av,
+            temperature=args.temperature,
+            modality_dropout=args.modality_dropout,
+        )
+        settings = RunSettings(
+            data_uri=args.data,
+            run_name=_run_name(args, storage),
+            storage_uri=storage,
+            workers=args.workers,
+            use_gpu=args.gpu,
+            max_failures=args.max_failures,
+            keep_checkpoints=args.keep_checkpoints,
+            tracking_uri=tracking.resolve_tracking_uri(args.mlflow_uri),
+            experiment=args.experiment,
+            resume=args.resume,
+        )
+        tracking.check_reachable(settings.tracking_uri)
+        info = datasets.inspect_shards(args.data)
+        _connect_ray(args.workers, args.gpu)
+        print(
+            f"run {settings.run_name}: {info.counts['train']} train / "
+            f"{info.counts['valid']} valid clips, {args.workers} worker(s), mode {args.mode}"
+        )
+        outcome = run_training(settings, model_config, train_config, colearning)
+        print(
+            f"run {settings.run_name}: {outcome.epochs} epoch(s); best val_score "
+            f"{outcome.score:.4f} at {outcome.checkpoint_dir}; MLflow run {outcome.run_id}"
+        )
+        if args.register:
+            valid = datasets.LocalBatches(info, "valid", args.batch_size)
+            example = datasets.sample_rows(info, "valid", 2, list(INPUT_COLUMNS))
+
+            def rescore(checkpoint_dir: Path) -> float:
+                from avemo_core.checkpoint import load_checkpoint
+                from pipelines.evaluation import validation_score
+
+                return validation_score(load_checkpoint(checkpoint_dir), valid, colearning.mode)
+
+            result = registry.register(
+                settings.tracking_uri,
+                args.register,
+                outcome.run_id,
+                outcome.checkpoint_dir,
+                example,
+                rescore,
+            )
+            print(f"registered {result.name} v{result.version} as @{registry.CANDIDATE}")
+            print(result.gate)
+    except (
+        ConfigError,
+        datasets.DataError,
+        tracking.TrackingError,
+        RunExistsError,
+        ModelURIError,
+    ) as err:
+        raise UserError(str(err)) from None
+    return 0

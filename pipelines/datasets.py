@@ -1,0 +1,174 @@
+"""Clip shards (a local directory or `s3://` prefix) as Ray Data datasets, one per split.
+
+Only the columns a batch needs are read (a single-modal baseline skips the other modality's
+features), the split filter is pushed down to the Parquet reader, and a fingerprint of which clips
+sit in which split identifies the data a model was trained on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from typing import Any
+
+import fsspec
+import pyarrow.parquet as pq
+from pyarrow.fs import FSSpecHandler, PyFileSystem
+
+from avemo_core.labels import EMOTIONS
+from avemo_core.schema import META_CONFIG
+
+SPLITS = ("train", "valid", "test")
+
+
+class DataError(ValueError):
+    """The shards are missing, unreadable or lack a split a job needs (the user can fix it)."""
+
+
+# What `avemo_core.data.batch_from_columns` reads; the feature blobs are the only heavy columns.
+SHAPE_COLUMNS = (
+    "has_audio",
+    "has_visual",
+    "audio_frames",
+    "audio_dims",
+    "visual_frames",
+    "visual_height",
+    "visual_width",
+)
+AUDIO_COLUMN = "audio_features"
+VISUAL_COLUMN = "visual_features"
+
+
+@dataclasses.dataclass(frozen=True)
+class ShardInfo:
+    """What a training run needs to know about its data before Ray reads it."""
+
+    root: str  # the DATA argument as given
+    files: tuple[str, ...]  # shard paths inside the filesystem (no scheme)
+    counts: dict[str, int]  # rows per split
+    fingerprint: str  # sha256 over sorted (split, clip_id) pairs and the extractor config
+    feature_config: dict[str, Any]  # extractor config from the shard metadata
+
+
+def batch_columns(mode: str = "colearn") -> list[str]:
+    """Columns to read for `mode`; single-modal baselines leave the other modality on disk."""
+    features = {"audio": [AUDIO_COLUMN], "visual": [VISUAL_COLUMN]}.get(
+        mode, [AUDIO_COLUMN, VISUAL_COLUMN]
+    )
+    return [*SHAPE_COLUMNS, *features, *EMOTIONS]
+
+
+def _filesystem(root: str) -> tuple[fsspec.AbstractFileSystem, str]:
+    try:
+        fs, path = fsspec.core.url_to_fs(root)
+    except (ImportError, ValueError) as err:
+        raise DataError(f"cannot open {root}: {err}") from None
+    return fs, path.rstrip("/")
+
+
+def _shard_files(fs: fsspec.AbstractFileSystem, path: str, root: str) -> list[str]:
+    """Parquet files under `path`, skipping `_errors/`, `_SUCCESS.json` and hidden/partial files."""
+    try:
+        found = fs.find(path) if fs.isdir(path) else [path] if fs.exists(path) else []
+    except OSError as err:
+        raise DataError(f"cannot list {root}: {err}") from None
+    files = []
+    for name in sorted(found):
+        relative = name[len(path) :].lstrip("/") if name != path else name.rsplit("/", 1)[-1]
+        hidden = any(part.startswith(("_", ".")) for part in relative.split("/"))
+        if name.endswith(".parquet") and not hidden:
+            files.append(name)
+    if not files:
+        raise DataError(f"no clip shards (*.parquet) found under {root}")
+    return files
+
+
+def inspect_shards(root: str) -> ShardInfo:
+    """List the shards, count rows per split and fingerprint them (reads two small columns)."""
+    fs, path = _filesystem(root)
+    files = _shard_files(fs, path, root)
+    pa_fs = PyFileSystem(FSSpecHandler(fs))
+    try:
+        table = pq.read_table(files, columns=["clip_id", "split"], filesystem=pa_fs)
+        metadata = pq.read_schema(files[0], filesystem=pa_fs).metadata or {}
+    except (OSError, ValueError, KeyError) as err:
+        raise DataError(f"{root} does not hold readable clip shards: {err}") from None
+    splits = [s or "" for s in table.column("split").to_pylist()]  # null split: in none
+    pairs = sorted(zip(splits, table.column("clip_id").to_pylist(), strict=True))
+    feature_config = json.loads(metadata.get(META_CONFIG, b"{}"))
+    digest = hashlib.sha256(json.dumps(feature_config, sort_keys=True).encode())
+    for split, clip_id in pairs:
+        digest.update(f"{split}\t{clip_id}\n".encode())
+    counts = {split: sum(1 for s, _ in pairs if s == split) for split in SPLITS}
+    return ShardInfo(root, tuple(files), counts, digest.hexdigest(), feature_config)
+
+
+def split_dataset(info: ShardInfo, split: str, columns: list[str]) -> Any:
+    """One split's rows as a Ray Data dataset, reading only `columns` (filter pushed down)."""
+    import ray.data
+    from ray.data.expressions import col
+
+    fs, _ = _filesystem(info.root)
+    dataset = ray.data.read_parquet(
+        list(info.files),
+        filesystem=PyFileSystem(FSSpecHandler(fs)),
+        columns=[*columns, "split"],
+    )
+    return dataset.filter(expr=col("split") == split).drop_columns(["split"])
+
+
+def training_datasets(info: ShardInfo, mode: str) -> dict[str, Any]:
+    """`train` (mode's columns) and `valid` (both modalities: every condition is validated)."""
+    for split in ("train", "valid"):
+        if info.counts[split] == 0:
+            raise DataError(f"{info.root} has no rows in the {split!r} split")
+    return {
+        "train": split_dataset(info, "train", batch_columns(mode)),
+        "valid": split_dataset(info, "valid", batch_columns()),
+    }
+
+
+class LocalBatches:
+    """One split read in this process with plain pyarrow (no Ray): for evaluation and the gate.
+
+    Re-iterable: the rows are read once, kept as compact feature blobs, and padded per pass.
+    """
+
+    def __init__(self, info: ShardInfo, split: str, batch_size: int, **caps: int) -> None:
+        fs, _ = _filesystem(info.root)
+        try:
+            table = pq.read_table(
+                list(info.files),
+                columns=batch_columns(),
+                filters=[("split", "=", split)],
+                filesystem=PyFileSystem(FSSpecHandler(fs)),
+            )
+        except (OSError, ValueError) as err:
+            raise DataError(f"cannot read the {split!r} split of {info.root}: {err}") from None
+        if table.num_rows == 0:
+            raise DataError(f"{info.root} has no rows in the {split!r} split")
+        self.rows = table.num_rows
+        self.chunks = [
+            {name: chunk.column(name).to_numpy(zero_copy_only=False) for name in chunk.schema.names}
+            for chunk in table.to_batches(max_chunksize=batch_size)
+        ]
+        self.caps = caps  # max_audio_frames / max_visual_frames for batch_from_columns
+
+    def __iter__(self) -> Any:
+        from avemo_core.data import batch_from_columns
+
+        for columns in self.chunks:
+            yield batch_from_columns(columns, **self.caps)
+
+
+def sample_rows(info: ShardInfo, split: str, rows: int, columns: list[str]) -> Any:
+    """The first `rows` rows of a split as a pandas DataFrame (a model's input example)."""
+    fs, _ = _filesystem(info.root)
+    table = pq.read_table(
+        list(info.files),
+        columns=columns,
+        filters=[("split", "=", split)],
+        filesystem=PyFileSystem(FSSpecHandler(fs)),
+    )
+    return table.slice(0, rows).to_pandas()

@@ -1,0 +1,47 @@
+"""Metrics of a trained checkpoint on a split of the clip shards, per input condition.
+
+`evaluate` applies the thresholds saved with the checkpoint (tuned on validation during
+training), as a model in use would; `validation_score` re-tunes them on the data given, which is how
+training scores a checkpoint, so the registry's gate compares models on equal terms.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+import torch
+
+from avemo_core import metrics, training
+from avemo_core.checkpoint import Checkpoint
+from avemo_core.data import Batch
+from avemo_core.labels import CONDITIONS
+from pipelines.train import TRAINED_CONDITIONS, selection_score
+
+
+def evaluate(
+    checkpoint: Checkpoint, batches: Iterable[Batch], device: torch.device | None = None
+) -> dict[str, dict[str, float]]:
+    """condition -> metrics (plus `samples`) for every condition the checkpoint has thresholds for
+    and some labelled sample can form."""
+    device = device or torch.device("cpu")
+    model = checkpoint.model.to(device)
+    results: dict[str, dict[str, float]] = {}
+    for condition in CONDITIONS:
+        if condition not in checkpoint.thresholds:
+            continue
+        probs, labels = training.predict(model, batches, condition, device)
+        if len(probs) == 0:
+            continue
+        thresholds = np.asarray(checkpoint.thresholds[condition])
+        scores = metrics.emotion_metrics(probs, labels, thresholds, checkpoint.labels)
+        results[condition] = {**scores, "samples": float(len(probs))}
+    return results
+
+
+def validation_score(checkpoint: Checkpoint, batches: Iterable[Batch], mode: str) -> float:
+    """The training selection score (`pipelines.train.selection_score`) of `checkpoint` here."""
+    valid_metrics, _ = training.validate(
+        checkpoint.model, batches, TRAINED_CONDITIONS[mode], torch.device("cpu")
+    )
+    return selection_score(mode, valid_metrics)

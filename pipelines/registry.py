@@ -1,0 +1,152 @@
+"""Register a trained checkpoint as a new model version; move `champion` only through a gate.
+
+Every registration becomes a new version of the registered model, logged as a pyfunc model from
+code (`pipelines/pyfunc_model.py`, nothing pickled) with the checkpoint as its artifact, a
+signature and an input example, and gets the alias `candidate`. It takes `champion` only when its
+validation score beats the current champion's; the decision is one line the user sees. Scores are
+compared on equal terms: when the champion was scored on other data or under another mode's
+score, it is scored again on the candidate's validation data (`rescore`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import pandas as pd
+
+from avemo_core.checkpoint import META_FILE, WEIGHTS_FILE, load_checkpoint
+from pipelines import tracking
+from pipelines.model_uri import CHECKPOINT_ARTIFACT
+
+CANDIDATE = "candidate"
+CHAMPION = "champion"
+SCORE_TAG = "avemo.val_score"
+FINGERPRINT_TAG = "avemo.data_fingerprint"
+MODE_TAG = "avemo.mode"
+PYFUNC_CODE = Path(__file__).with_name("pyfunc_model.py")
+REQUIREMENTS = ("torch", "numpy", "pandas", "safetensors", "mlflow")
+
+
+@dataclasses.dataclass(frozen=True)
+class Registration:
+    name: str  # registered model
+    version: str  # the new version
+    score: float  # its validation score
+    champion_version: str  # champion after the gate
+    promoted: bool  # whether the new version became champion
+    gate: str  # the one-line decision shown to the user
+
+
+def _signature(checkpoint_dir: Path, example: pd.DataFrame) -> object:
+    from mlflow.models import infer_signature
+
+    from pipelines.pyfunc_model import AvemoEmotionModel
+
+    model = AvemoEmotionModel()
+    model.checkpoint = load_checkpoint(checkpoint_dir)
+    return infer_signature(example, model.predict(None, example))
+
+
+def register(
+    tracking_uri: str,
+    name: str,
+    run_id: str,
+    checkpoint_dir: str | Path,
+    example: pd.DataFrame,
+    rescore: Callable[[Path], float] | None = None,
+) -> Registration:
+    """Log `checkpoint_dir` into `run_id` as a new version of `name`, alias it, apply the gate."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    checkpoint_dir = Path(checkpoint_dir)
+    metadata = json.loads((checkpoint_dir / META_FILE).read_text())["metadata"]
+    score = float(metadata["metrics"]["val_score"])
+    mode, fingerprint = metadata["mode"], metadata["data_fingerprint"]
+    tracking.check_reachable(tracking_uri)
+    mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_registry_uri(tracking_uri)
+    client = tracking.client(tracking_uri)
+    staging = tempfile.TemporaryDirectory(prefix="avemo-register-")
+    try:
+        # Only the model files (no optimizer state), under the artifact's own name.
+        model_dir = Path(staging.name) / CHECKPOINT_ARTIFACT
+        model_dir.mkdir()
+        for file in (WEIGHTS_FILE, META_FILE):
+            shutil.copy2(checkpoint_dir / file, model_dir / file)
+        with mlflow.start_run(run_id=run_id):
+            info = mlflow.pyfunc.log_model(
+                name="model",
+                python_model=str(PYFUNC_CODE),
+                artifacts={CHECKPOINT_ARTIFACT: str(model_dir)},
+                signature=_signature(checkpoint_dir, example),
+                input_example=example,
+                registered_model_name=name,
+                pip_requirements=list(REQUIREMENTS),
+            )
+        version = str(info.registered_model_version)
+        for key, value in ((SCORE_TAG, score), (FINGERPRINT_TAG, fingerprint), (MODE_TAG, mode)):
+            client.set_model_version_tag(name, version, key, str(value))
+        client.set_registered_model_alias(name, CANDIDATE, version)
+        promoted, champion, gate = _gate(
+            tracking_uri, name, version, score, mode, fingerprint, rescore
+        )
+        if promoted:
+            client.set_registered_model_alias(name, CHAMPION, version)
+    except MlflowException as err:
+        raise tracking.TrackingError(f"registering {name}: {err.message}") from None
+    finally:
+        staging.cleanup()
+    return Registration(name, version, score, champion, promoted, gate)
+
+
+def _gate(
+    tracking_uri: str,
+    name: str,
+    version: str,
+    score: float,
+    mode: str,
+    fingerprint: str,
+    rescore: Callable[[Path], float] | None,
+) -> tuple[bool, str, str]:
+    """(promote?, champion version after the gate, the decision line)."""
+    from mlflow.exceptions import MlflowException
+
+    client = tracking.client(tracking_uri)
+    try:
+        champion = client.get_model_version_by_alias(name, CHAMPION)
+    except MlflowException:
+        champion = None
+    if champion is None:
+        return (
+            True,
+            version,
+            f"gate: {name} has no champion yet -> v{version} ({score:.4f}) is champion",
+        )
+    tags = champion.tags
+    comparable = tags.get(FINGERPRINT_TAG) == fingerprint and tags.get(MODE_TAG) == mode
+    if comparable or rescore is None:
+        champion_score = float(tags.get(SCORE_TAG, "nan"))
+        how = "as registered"
+    else:
+        from pipelines import model_uri
+
+        resolved = model_uri.resolve_model(f"models:/{name}/{champion.version}", tracking_uri)
+        champion_score = rescore(resolved.checkpoint_dir)
+        how = "rescored on this validation data"
+    promoted = math.isnan(champion_score) or score > champion_score
+    verdict = (
+        f"v{version} is the new champion" if promoted else f"champion stays v{champion.version}"
+    )
+    sign = ">" if promoted else "<="
+    line = (
+        f"gate: v{version} val_score {score:.4f} {sign} champion v{champion.version} "
+        f"{champion_score:.4f} ({how}) -> {verdict}"
+    )
+    return promoted, version if promoted else str(champion.version), line

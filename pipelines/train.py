@@ -1,0 +1,480 @@
+"""Distributed co-learning: Ray Train's TorchTrainer around the plain loop of avemo_core.training.
+
+Each worker reads its share of the train split (`get_dataset_shard`), pads per batch, and runs
+`train_epoch`; gradients are averaged over workers after every backward pass (gloo on CPU, NCCL
+on GPU). Rank 0 validates every condition the mode serves on the whole valid split, tunes the
+per-emotion thresholds, logs the epoch to MLflow (once) and reports a checkpoint every epoch:
+
+    model.safetensors + avemo.json    the avemo checkpoint (weights, configs, thresholds, metrics)
+    optimizer.safetensors             AdamW state tensors, keys "<param index>/<name>"
+    train_state.json                  epoch, history, optimizer param groups
+
+Ray keeps the best `keep_checkpoints` by `val_score` (plus the latest). `val_score` is the mean
+validation macro-F1 over the conditions the mode trains: av, a and v for colearn; av for av; a for
+audio; v for visual. A worker that dies is replaced and all workers restart from the latest
+checkpoint (`max_failures`); a driver started again with the same run name and storage resumes the
+same way (Ray Train restores the run from its storage).
+
+Why not DDP: `colearning_loss` runs the encoders once and fuses them three ways, calling the
+model's submodules directly; DDP synchronises gradients only for work done through its own
+`forward`, so it would silently skip the sync. `GradientSync` averages all gradients in one
+all-reduce at the end of each backward pass instead, before clipping, as DDP would.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from safetensors.torch import load_file, save_file
+
+from avemo_core import training
+from avemo_core.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from avemo_core.colearning import CoLearningConfig, conditions_for_mode
+from avemo_core.config import FrozenConfig, require
+from avemo_core.data import Batch, batch_from_columns
+from avemo_core.labels import EMOTIONS
+from avemo_core.model import CrossModalTransformer, ModelConfig
+from pipelines import datasets, tracking
+
+SCORE_KEY = "val_score"
+# The conditions each mode trains, whose validation macro-F1 is averaged into `val_score`.
+TRAINED_CONDITIONS = {"colearn": ("av", "a", "v"), "av": ("av",), "audio": ("a",), "visual": ("v",)}
+OPTIMIZER_FILE = "optimizer.safetensors"
+STATE_FILE = "train_state.json"
+RUN_FILE = "avemo_run.json"  # in the run's storage folder: the MLflow run id and the configs
+DIE_AT_ENV = "AVEMO_TEST_DIE_AT"  # test-only: "epoch:step[:rank]" makes that worker exit once
+
+
+@dataclasses.dataclass(frozen=True)
+class RunSettings(FrozenConfig):
+    data_uri: str = ""  # clip shards: a local directory or s3:// prefix
+    run_name: str = ""  # Ray Train run name, MLflow run name; resume by reusing it
+    storage_uri: str = ""  # where Ray Train keeps runs and checkpoints (absolute path or s3://)
+    workers: int = 1  # Ray Train workers (data-parallel)
+    use_gpu: bool = False  # one GPU per worker, NCCL, bf16 autocast, pinned batches
+    max_failures: int = 2  # worker-group restarts from the latest checkpoint before giving up
+    keep_checkpoints: int = 2  # best checkpoints kept by val_score (the latest is kept too)
+    tracking_uri: str = ""  # resolved MLflow tracking URI
+    experiment: str = "avemo"  # MLflow experiment name
+    resume: bool = False  # continue the run in storage instead of refusing to reuse its name
+
+    def validate(self) -> None:
+        require(bool(self.data_uri), "data_uri is required")
+        require(bool(self.run_name) and "/" not in self.run_name, "run_name must be a plain name")
+        require(bool(self.storage_uri), "storage_uri is required")
+        require(self.workers >= 1, "workers must be >= 1")
+        require(self.max_failures >= 0, "max_failures must be >= 0")
+        require(self.keep_checkpoints >= 1, "keep_checkpoints must be >= 1")
+
+
+@dataclasses.dataclass
+class TrainOutcome:
+    run_id: str  # MLflow run
+    checkpoint_dir: str  # best checkpoint: in Ray storage, or a local copy when that is remote
+    score: float  # its val_score
+    metrics: dict[str, float]  # its validation metrics
+    epochs: int  # epochs in the history of the latest checkpoint
+    history: list[dict[str, float]]  # per-epoch train and validation numbers
+
+
+class RunExistsError(ValueError):
+    """The run name is taken in this storage (and --resume was not asked for), or vice versa."""
+
+
+class GradientSync:
+    """Averages every gradient over the workers in one all-reduce when a backward pass ends."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        self.params = [p for p in model.parameters() if p.requires_grad]
+        self.queued = False
+        for param in self.params:
+            param.register_post_accumulate_grad_hook(self._on_grad)
+        for tensor in model.state_dict().values():
+            dist.broadcast(tensor, src=0)  # identical starting weights on every worker
+
+    def _on_grad(self, _param: torch.Tensor) -> None:
+        if not self.queued:
+            self.queued = True
+            torch.autograd.Variable._execution_engine.queue_callback(self._reduce)
+
+    def _reduce(self) -> None:
+        self.queued = False
+        grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in self.params]
+        flat = torch.cat([g.reshape(-1) for g in grads])  # (P,) all gradients
+        dist.all_reduce(flat)
+        flat /= dist.get_world_size()
+        offset = 0
+        for param in self.params:
+            size = param.numel()
+            param.grad = flat[offset : offset + size].view_as(param)  # (*param.shape)
+            offset += size
+
+
+def _save_optimizer(optimizer: torch.optim.Optimizer, directory: Path) -> list[dict[str, Any]]:
+    """State tensors to safetensors; returns the param groups (JSON-able) for train_state.json."""
+    state = optimizer.state_dict()
+    tensors = {
+        f"{index}/{name}": value.detach().cpu().contiguous()
+        for index, slots in state["state"].items()
+        for name, value in slots.items()
+        if isinstance(value, torch.Tensor)
+    }
+    save_file(tensors, str(directory / OPTIMIZER_FILE))
+    return state["param_groups"]
+
+
+def _load_optimizer(optimizer: torch.optim.Optimizer, directory: Path, groups: list) -> None:
+    state: dict[int, dict[str, torch.Tensor]] = {}
+    for key, value in load_file(str(directory / OPTIMIZER_FILE)).items():
+        index, name = key.split("/", 1)
+        state.setdefault(int(index), {})[name] = value
+    optimizer.load_state_dict({"state": state, "param_groups": groups})
+
+
+def selection_score(mode: str, valid_metrics: dict[str, float]) -> float:
+    """Mean validation macro-F1 over the conditions `mode` trains (NaN counts as 0)."""
+    values = [valid_metrics.get(f"{c}/f1", math.nan) for c in TRAINED_CONDITIONS[mode]]
+    return float(np.mean([0.0 if math.isnan(v) else v for v in values]))
+
+
+class _ShardBatches:
+    """Re-iterable Batches of a Ray dataset shard (one streaming pass per `iter`), maybe pinned."""
+
+    def __init__(self, shard: Any, config: training.TrainConfig, pin: bool, seed: int) -> None:
+        self.shard, self.config, self.pin, self.seed = shard, config, pin, seed
+        self.on_step: Any = None
+
+    def __iter__(self) -> Iterator[Batch]:
+        columns_iter = self.shard.iter_batches(
+            batch_size=self.config.batch_size,
+            batch_format="numpy",
+            local_shuffle_buffer_size=4 * self.config.batch_size,
+            local_shuffle_seed=self.seed,
+        )
+        for step, columns in enumerate(columns_iter):
+            if self.on_step is not None:
+                self.on_step(step)
+            yield _to_batch(columns, self.config, self.pin)
+
+
+class _CachedBatches:
+    """The validation split read once (compact feature blobs) and padded again on every pass:
+    validation runs one pass per condition and epoch, and each Ray Data pass costs a job start."""
+
+    def __init__(self, shard: Any, config: training.TrainConfig, pin: bool) -> None:
+        self.chunks = list(shard.iter_batches(batch_size=config.batch_size, batch_format="numpy"))
+        self.config, self.pin = config, pin
+
+    def __iter__(self) -> Iterator[Batch]:
+        for columns in self.chunks:
+            yield _to_batch(columns, self.config, self.pin)
+
+
+def _to_batch(columns: dict[str, np.ndarray], config: training.TrainConfig, pin: bool) -> Batch:
+    batch = batch_from_columns(
+        _fill_missing_modality(columns), config.max_audio_frames, config.max_visual_frames
+    )
+    return batch.pin_memory() if pin else batch
+
+
+def _fill_missing_modality(columns: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """A single-modal baseline reads one feature column; the other becomes absent for all rows."""
+    size = len(columns["has_audio"])
+    for blob, flag in (
+        (datasets.AUDIO_COLUMN, "has_audio"),
+        (datasets.VISUAL_COLUMN, "has_visual"),
+    ):
+        if blob not in columns:
+            columns = {**columns, blob: np.full(size, b"", object), flag: np.zeros(size, bool)}
+    return columns
+
+
+def _die_hook(spec: str | None, marker: str | None, epoch: int, rank: int, world: int) -> Any:
+    """Test-only: a step callback that kills this worker once at "epoch:step[:rank]"."""
+    if not spec or not marker:
+        return None
+    parts = [int(p) for p in spec.split(":")]
+    target_rank = parts[2] if len(parts) > 2 else world - 1
+    if parts[0] != epoch or rank != target_rank:
+        return None
+
+    def on_step(step: int) -> None:
+        if step == parts[1] and not os.path.exists(marker):
+            Path(marker).write_text(f"worker rank {rank} exited at epoch {epoch} step {step}\n")
+            os._exit(1)
+
+    return on_step
+
+
+def _restore(
+    model: CrossModalTransformer, optimizer: torch.optim.Optimizer
+) -> tuple[int, list[dict[str, float]]]:
+    """Load the latest reported checkpoint if Ray has one: (next epoch, history so far)."""
+    import ray.train
+
+    restored = ray.train.get_checkpoint()
+    if restored is None:
+        return 0, []
+    with restored.as_directory() as directory:
+        saved = load_checkpoint(directory)
+        model.load_state_dict(saved.model.state_dict())
+        state = json.loads((Path(directory) / STATE_FILE).read_text())
+        _load_optimizer(optimizer, Path(directory), state["param_groups"])
+    return state["epoch"] + 1, state["history"]
+
+
+def train_loop_per_worker(config: dict[str, Any]) -> None:
+    """One Ray Train worker: restore, then per epoch train, validate (rank 0) and report."""
+    import ray.data
+    import ray.train
+    import ray.train.torch
+
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    context = ray.train.get_context()
+    rank, world = context.get_world_rank(), context.get_world_size()
+    model_config = ModelConfig.from_dict(config["model"])
+    train_config = training.TrainConfig.from_dict(config["train"])
+    colearning = CoLearningConfig.from_dict(config["colearning"])
+    device = ray.train.torch.get_device() if config["use_gpu"] else torch.device("cpu")
+    training.seed_everything(train_config.seed)
+    model = CrossModalTransformer(model_config).to(device)
+    optimizer = training.make_optimizer(model, train_config)
+    start, history = _restore(model, optimizer)
+    if world > 1:
+        GradientSync(model)
+    pin = device.type == "cuda"
+    train_shard = ray.train.get_dataset_shard("train")
+    logger = (
+        tracking.EpochLogger(config["tracking_uri"], config["mlflow_run_id"]) if rank == 0 else None
+    )
+    conditions = conditions_for_mode(colearning.mode)
+    valid = (
+        _CachedBatches(ray.train.get_dataset_shard("valid"), train_config, pin)
+        if rank == 0
+        else None
+    )
+    for epoch in range(start, train_config.epochs):
+        batches = _ShardBatches(train_shard, train_config, pin, seed=train_config.seed + epoch)
+        batches.on_step = _die_hook(
+            config.get("die_at"), config.get("die_marker"), epoch, rank, world
+        )
+        began = time.perf_counter()
+        stats = training.train_epoch(model, batches, optimizer, colearning, train_config, device)
+        elapsed = time.perf_counter() - began
+        if rank != 0:
+            ray.train.report({}, checkpoint=None)
+            continue
+        valid_metrics, thresholds = training.validate(model, valid, conditions, device)
+        record = {"epoch": float(epoch), "train/samples_per_s": stats["samples"] * world / elapsed}
+        record.update({f"train/{k}": v for k, v in stats.items()})
+        record.update({f"valid/{k}": v for k, v in valid_metrics.items()})
+        record[SCORE_KEY] = selection_score(colearning.mode, valid_metrics)
+        record = {k: v for k, v in record.items() if not math.isnan(v)}  # undefined: left out
+        history = [*history, record]
+        logger.log_epoch(epoch, {k: v for k, v in record.items() if k != "epoch"})
+        with tempfile.TemporaryDirectory(prefix="avemo-ckpt-") as tmp:
+            directory = Path(tmp) / "checkpoint"
+            _write_checkpoint(directory, model, optimizer, thresholds, config, epoch, history)
+            report = {SCORE_KEY: record[SCORE_KEY], "epoch": epoch}
+            ray.train.report(report, checkpoint=ray.train.Checkpoint.from_directory(directory))
+
+
+def _write_checkpoint(
+    directory: Path,
+    model: CrossModalTransformer,
+    optimizer: torch.optim.Optimizer,
+    thresholds: dict[str, np.ndarray],
+    config: dict[str, Any],
+    epoch: int,
+    history: list[dict[str, float]],
+) -> None:
+    metrics = {k: v for k, v in history[-1].items() if k.startswith("valid/") or k == SCORE_KEY}
+    metadata = {
+        "epoch": epoch,
+        "metrics": metrics,
+        "mode": config["colearning"]["mode"],
+        "colearning": config["colearning"],
+        "train": config["train"],
+        "data_fingerprint": config["data_fingerprint"],
+        "mlflow_run_id": config["mlflow_run_id"],
+    }
+    cpu_model = model if next(model.parameters()).device.type == "cpu" else _cpu_copy(model)
+    save_checkpoint(
+        directory,
+        Checkpoint(
+            model=cpu_model,
+            model_config=cpu_model.config,
+            thresholds={c: [float(x) for x in t] for c, t in thresholds.items()},
+            labels=list(EMOTIONS),
+            feature_config=config["feature_config"],
+            metadata=metadata,
+        ),
+    )
+    groups = _save_optimizer(optimizer, directory)
+    state = {"epoch": epoch, "history": history, "param_groups": groups}
+    (directory / STATE_FILE).write_text(json.dumps(state, indent=1, default=_json_default) + "\n")
+
+
+def _cpu_copy(model: CrossModalTransformer) -> CrossModalTransformer:
+    copy = CrossModalTransformer(model.config)
+    copy.load_state_dict({k: v.detach().cpu() for k, v in model.state_dict().items()})
+    return copy
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"{type(value).__name__} is not JSON-serialisable")
+
+
+def _run_file(settings: RunSettings) -> tuple[Any, str]:
+    import fsspec
+
+    fs, root = fsspec.core.url_to_fs(settings.storage_uri)
+    return fs, f"{root.rstrip('/')}/{settings.run_name}/{RUN_FILE}"
+
+
+def _load_run_record(settings: RunSettings) -> dict[str, Any] | None:
+    """The run's record in storage, checked against --resume: a name is reused only on purpose."""
+    fs, path = _run_file(settings)
+    exists = fs.exists(path)
+    if exists and not settings.resume:
+        raise RunExistsError(
+            f"run {settings.run_name!r} already exists in {settings.storage_uri}; "
+            "pass --resume to continue it or choose another --run-name"
+        )
+    if not exists and settings.resume:
+        raise RunExistsError(f"no run {settings.run_name!r} in {settings.storage_uri} to resume")
+    return json.loads(fs.cat_file(path)) if exists else None
+
+
+def _save_run_record(settings: RunSettings, record: dict[str, Any]) -> None:
+    fs, path = _run_file(settings)
+    fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
+    fs.pipe_file(path, (json.dumps(record, indent=2, sort_keys=True) + "\n").encode())
+
+
+def latest_run_name(storage_uri: str) -> str | None:
+    """The most recently started avemo run in `storage_uri` (for --resume without --run-name)."""
+    import fsspec
+
+    fs, root = fsspec.core.url_to_fs(storage_uri)
+    found = []
+    for path in fs.glob(f"{root.rstrip('/')}/*/{RUN_FILE}"):
+        found.append((json.loads(fs.cat_file(path)).get("started_at", 0.0), path.split("/")[-2]))
+    return max(found)[1] if found else None
+
+
+def run_training(
+    settings: RunSettings,
+    model_config: ModelConfig,
+    train_config: training.TrainConfig,
+    colearning: CoLearningConfig,
+) -> TrainOutcome:
+    """Train (or resume) one run on the connected Ray cluster and track it in MLflow."""
+    from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchConfig, TorchTrainer
+
+    info = datasets.inspect_shards(settings.data_uri)
+    record = _load_run_record(settings)
+    if record is not None:
+        model_config = ModelConfig.from_dict(record["model"])
+        colearning = CoLearningConfig.from_dict(record["colearning"])
+        train_config = training.TrainConfig.from_dict(record["train"])
+        if record["data_fingerprint"] != info.fingerprint:
+            raise RunExistsError(f"run {settings.run_name!r} was trained on other data")
+    train_config = train_config.replace(mixed_precision=settings.use_gpu)
+    tracking.check_reachable(settings.tracking_uri)
+    params = {
+        **tracking.flat_params("model", model_config.to_dict()),
+        **tracking.flat_params("train", train_config.to_dict()),
+        **tracking.flat_params("colearning", colearning.to_dict()),
+        **tracking.flat_params("features", info.feature_config),
+        "data.uri": settings.data_uri,
+        "data.fingerprint": info.fingerprint,
+        **{f"data.{split}_clips": count for split, count in info.counts.items()},
+        "ray.workers": settings.workers,
+        "ray.use_gpu": settings.use_gpu,
+        "ray.run_name": settings.run_name,
+        "ray.storage": settings.storage_uri,
+    }
+    run_id = tracking.start_or_resume_run(
+        settings.tracking_uri,
+        settings.experiment,
+        settings.run_name,
+        record["mlflow_run_id"] if record else None,
+        params,
+    )
+    if record is None:
+        record = {
+            "mlflow_run_id": run_id,
+            "tracking_uri": settings.tracking_uri,
+            "model": model_config.to_dict(),
+            "train": train_config.to_dict(),
+            "colearning": colearning.to_dict(),
+            "data_fingerprint": info.fingerprint,
+            "started_at": time.time(),
+        }
+        _save_run_record(settings, record)
+    die_at = os.environ.get(DIE_AT_ENV)
+    fs, run_file = _run_file(settings)
+    loop_config = {
+        "model": model_config.to_dict(),
+        "train": train_config.to_dict(),
+        "colearning": colearning.to_dict(),
+        "use_gpu": settings.use_gpu,
+        "feature_config": info.feature_config,
+        "data_fingerprint": info.fingerprint,
+        "tracking_uri": settings.tracking_uri,
+        "mlflow_run_id": run_id,
+        "die_at": die_at,
+        "die_marker": f"{run_file.rsplit('/', 1)[0]}/.test-died-once" if die_at else None,
+    }
+    trainer = TorchTrainer(
+        train_loop_per_worker,
+        train_loop_config=loop_config,
+        scaling_config=ScalingConfig(num_workers=settings.workers, use_gpu=settings.use_gpu),
+        torch_config=TorchConfig(backend="nccl" if settings.use_gpu else "gloo"),
+        run_config=RunConfig(
+            name=settings.run_name,
+            storage_path=settings.storage_uri,
+            failure_config=FailureConfig(max_failures=settings.max_failures),
+            checkpoint_config=CheckpointConfig(
+                num_to_keep=settings.keep_checkpoints,
+                checkpoint_score_attribute=SCORE_KEY,
+                checkpoint_score_order="max",
+            ),
+        ),
+        datasets=datasets.training_datasets(info, colearning.mode),
+        dataset_config=DataConfig(datasets_to_split=["train"]),
+    )
+    result = trainer.fit()
+    best = result.get_best_checkpoint(metric=SCORE_KEY, mode="max")
+    if best is None or result.checkpoint is None:
+        raise RuntimeError(f"run {settings.run_name!r} reported no checkpoint")
+    with result.checkpoint.as_directory() as latest:
+        history = json.loads((Path(latest) / STATE_FILE).read_text())["history"]
+    with best.as_directory() as best_dir:
+        best_meta = json.loads((Path(best_dir) / "avemo.json").read_text())["metadata"]
+        metrics = best_meta["metrics"]
+        tracking.log_final(settings.tracking_uri, run_id, history, metrics, best_dir)
+    local = best.filesystem.type_name == "local"
+    return TrainOutcome(
+        run_id=run_id,
+        checkpoint_dir=best.path if local else best.to_directory(),
+        score=float(metrics[SCORE_KEY]),
+        metrics=metrics,
+        epochs=len(history),
+        history=history,
+    )
