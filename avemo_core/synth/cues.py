@@ -31,6 +31,12 @@ Cue table (weights per emotion, for u = 1; a dash: the emotion leaves that cue a
 
 So fear is cued in the audio only and disgust in the video only; the other four show in both, with
 noise drawn independently per modality, so neither modality alone reaches what both reach together.
+One faint link remains on purpose: the mouth moves with the voice's syllables (lip sync), so speech
+tempo shows in the video too, though at 5 sampled frames per second the 3-8 Hz syllable rhythm is
+mostly aliased away. Measured on 400 clips (seed 1, 64 test clips), a per-emotion logistic
+regression on crude features (log-mel statistics; mean and spread of a 32x32 face crop) reaches a
+mean AUC of 0.70 from audio, 0.71 from video and 0.79 from both; fear from video and disgust from
+audio stay near chance (0.57, 0.52).
 """
 
 from __future__ import annotations
