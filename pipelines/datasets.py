@@ -110,12 +110,8 @@ def split_dataset(info: ShardInfo, split: str, columns: list[str]) -> Any:
     from ray.data.expressions import col
 
     fs, _ = _filesystem(info.root)
-    dataset = ray.data.read_parquet(
-        list(info.files),
-        filesystem=PyFileSystem(FSSpecHandler(fs)),
-        columns=[*columns, "split"],
-    )
-    return dataset.filter(expr=col("split") == split).drop_columns(["split"])
+    dataset = ray.data.read_parquet(list(info.files), filesystem=PyFileSystem(FSSpecHandler(fs)))
+    return dataset.filter(expr=col("split") == split).select_columns(columns)
 
 
 def training_datasets(info: ShardInfo, mode: str) -> dict[str, Any]:

@@ -1,0 +1,149 @@
+"""Real 2-worker Ray Train runs on CPU against a real `mlflow server`: a worker killed mid-epoch is
+replaced and the run resumes from the last checkpoint; the best checkpoint is registered, loaded
+back (pyfunc and model URI) and evaluated."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from avemo_core.checkpoint import load_checkpoint
+from avemo_core.colearning import CoLearningConfig
+from avemo_core.labels import CONDITIONS, EMOTIONS
+from avemo_core.model import ModelConfig
+from avemo_core.schema import prob_column
+from avemo_core.training import TrainConfig
+from pipelines import datasets, evaluation, model_uri, registry, tracking
+from pipelines.pyfunc_model import INPUT_COLUMNS
+from pipelines.train import DIE_AT_ENV, OPTIMIZER_FILE, STATE_FILE, RunSettings, run_training
+from tests.shard_factory import ShardSpec, write_clip_shards
+
+TINY_SPEC = ShardSpec(clips=72, audio_frames=(16, 40), visual_frames=(2, 5), visual_px=64)
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("shards")
+    write_clip_shards(root, TINY_SPEC)
+    return root
+
+
+@pytest.fixture(scope="module")
+def killed_worker_run(
+    ray_cluster: None, mlflow_uri: str, shards: Path, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[RunSettings, object]:
+    """Two epochs on two workers; rank 1 exits at epoch 1, step 1 (once)."""
+    storage = tmp_path_factory.mktemp("runs")
+    settings = RunSettings(
+        data_uri=str(shards),
+        run_name="worker-dies",
+        storage_uri=str(storage),
+        workers=2,
+        max_failures=1,
+        keep_checkpoints=3,
+        tracking_uri=mlflow_uri,
+        experiment="test-train",
+    )
+    os.environ[DIE_AT_ENV] = "1:1:1"
+    try:
+        outcome = run_training(
+            settings,
+            ModelConfig.named("tiny"),
+            TrainConfig(epochs=2, batch_size=8, seed=3),
+            CoLearningConfig(),
+        )
+    finally:
+        del os.environ[DIE_AT_ENV]
+    return settings, outcome
+
+
+def test_dead_worker_is_replaced_and_training_resumes(killed_worker_run: tuple) -> None:
+    settings, outcome = killed_worker_run
+    run_dir = Path(settings.storage_uri) / settings.run_name
+    assert "exited at epoch 1 step 1" in (run_dir / ".test-died-once").read_text()
+    # Resumed from epoch 0's checkpoint, not from scratch: exactly one checkpoint per epoch.
+    checkpoints = sorted(p for p in run_dir.glob("checkpoint_2*") if p.is_dir())
+    epochs = [json.loads((p / "avemo.json").read_text())["metadata"]["epoch"] for p in checkpoints]
+    assert epochs == [0, 1]
+    assert outcome.epochs == 2
+    assert [r["epoch"] for r in outcome.history] == [0.0, 1.0]
+    latest = checkpoints[-1]
+    assert (latest / OPTIMIZER_FILE).is_file()
+    assert json.loads((latest / STATE_FILE).read_text())["epoch"] == 1
+    saved = load_checkpoint(latest)
+    assert set(saved.thresholds) == set(CONDITIONS)
+    assert all(len(t) == len(EMOTIONS) for t in saved.thresholds.values())
+    assert saved.metadata["mlflow_run_id"] == outcome.run_id
+
+
+def test_mlflow_run_has_each_epoch_once(killed_worker_run: tuple, mlflow_uri: str) -> None:
+    settings, outcome = killed_worker_run
+    client = tracking.client(mlflow_uri)
+    for key in ("epoch", "valid/av/f1", "valid/a/f1", "valid/v/f1", "train/loss", "val_score"):
+        steps = sorted(m.step for m in client.get_metric_history(outcome.run_id, key))
+        assert steps == [0, 1], key
+    run = client.get_run(outcome.run_id)
+    assert run.info.status == "FINISHED"
+    fingerprint = datasets.inspect_shards(settings.data_uri).fingerprint
+    assert run.data.params["data.fingerprint"] == fingerprint
+    assert run.data.params["colearning.mode"] == "colearn"
+    assert run.data.params["model.d_model"] == "32"
+    artifacts = {a.path for a in client.list_artifacts(outcome.run_id, "plots")}
+    assert artifacts == {"plots/learning_curves.png", "plots/f1_per_emotion.png"}
+    files = {a.path for a in client.list_artifacts(outcome.run_id, "checkpoint")}
+    assert {"checkpoint/model.safetensors", "checkpoint/avemo.json"} <= files
+    experiment = client.get_experiment_by_name(settings.experiment)
+    query = f"attributes.run_name = '{settings.run_name}'"
+    assert len(client.search_runs([experiment.experiment_id], query)) == 1
+
+
+def test_best_checkpoint_learned_something(killed_worker_run: tuple) -> None:
+    _, outcome = killed_worker_run
+    # Tiny model, two epochs: co-learned views beat the all-negative predictor's F1 of 0.
+    assert outcome.score == max(r["val_score"] for r in outcome.history)
+    assert outcome.metrics["valid/av/f1"] > 0.3
+
+
+def test_registered_model_loads_back_and_evaluates(
+    killed_worker_run: tuple, mlflow_uri: str, tmp_path: Path
+) -> None:
+    import mlflow
+
+    settings, outcome = killed_worker_run
+    info = datasets.inspect_shards(settings.data_uri)
+    example = datasets.sample_rows(info, "valid", 2, list(INPUT_COLUMNS))
+    result = registry.register(
+        mlflow_uri, "test-train-model", outcome.run_id, outcome.checkpoint_dir, example
+    )
+    assert result.promoted and result.version == "1"
+    assert "no champion yet" in result.gate
+
+    resolved = model_uri.resolve_model("models:/test-train-model@champion", mlflow_uri, tmp_path)
+    assert (resolved.name, resolved.version, resolved.run_id) == (
+        "test-train-model",
+        "1",
+        outcome.run_id,
+    )
+    from_registry = load_checkpoint(resolved.checkpoint_dir)
+    test_batches = datasets.LocalBatches(info, "test", 16)
+    scores = evaluation.evaluate(from_registry, test_batches)
+    direct = evaluation.evaluate(load_checkpoint(outcome.checkpoint_dir), test_batches)
+    assert set(scores) == set(CONDITIONS)
+    assert scores == direct  # the registered weights and thresholds are the trained ones
+
+    mlflow.set_tracking_uri(mlflow_uri)
+    pyfunc = mlflow.pyfunc.load_model("models:/test-train-model@candidate")
+    rows = datasets.sample_rows(info, "test", 12, list(INPUT_COLUMNS))
+    out = pyfunc.predict(rows)
+    assert len(out) == 12
+    for condition in CONDITIONS:
+        probs = out[[prob_column(condition, e) for e in EMOTIONS]].to_numpy(np.float64)
+        needs = {"av": rows.has_audio & rows.has_visual, "a": rows.has_audio, "v": rows.has_visual}
+        can = needs[condition].to_numpy()
+        assert np.isfinite(probs[can]).all() and np.isnan(probs[~can]).all()
+    assert set(out["tags_condition"]) <= set(CONDITIONS)
+    assert all(set(tags) <= set(EMOTIONS) for tags in out["tags"])
