@@ -59,7 +59,7 @@ def encode(
     if frames is not None and pcm is not None:
         read_fd, write_fd = os.pipe()
         inputs = [*video_in, "-i", "pipe:0", *audio_in, "-i", f"pipe:{read_fd}"]
-        codecs = [*video_out, *audio_out]
+        codecs = ["-map", "0:v", "-map", "1:a", *video_out, *audio_out]
     elif frames is not None:
         inputs, codecs = [*video_in, "-i", "pipe:0"], [*video_out, "-an"]
     else:
@@ -77,6 +77,8 @@ def encode(
             pass_fds=() if read_fd is None else (read_fd,),
         )
     except FileNotFoundError as err:
+        if write_fd is not None:
+            os.close(write_fd)
         raise EncodeError("ffmpeg not found; install it (e.g. apt-get install ffmpeg)") from err
     finally:
         if read_fd is not None:

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from avemo_core.config import ConfigError
+from avemo_core.features.visual import FaceCropper
 from avemo_core.labels import EMOTIONS
 from avemo_core.synth import MANIFEST_COLUMNS, CorpusSummary, SynthConfig, write_corpus, write_media
 from avemo_core.synth.cues import (
@@ -94,6 +95,21 @@ def test_media_files_hold_the_tracks_the_corpus_describes(corpus: CorpusSummary)
         sum(not f["has_video"] for f in files),
         sum(not f["has_audio"] for f in files),
     )
+
+
+def test_the_face_detector_finds_the_drawn_face_in_most_frames(corpus: CorpusSummary) -> None:
+    files = json.loads((corpus.out_dir / "corpus.json").read_text())["files"]
+    cropper, flags = FaceCropper(), []
+    for entry in (f for f in files if f["has_video"]):
+        raw = subprocess.run(
+            ["ffmpeg", "-v", "error", "-i", str(corpus.out_dir / entry["uri"]), "-vf", "fps=5",
+             "-f", "rawvideo", "-pix_fmt", "rgb24", "-"],
+            capture_output=True, check=True,
+        ).stdout  # fmt: skip
+        frames = np.frombuffer(raw, np.uint8).reshape(-1, CONFIG.height_px, CONFIG.width_px, 3)
+        flags.append(cropper.crop_frames(frames)[1])  # (T,) bool
+    share = float(np.concatenate(flags).mean())
+    assert share >= 0.8, share
 
 
 def test_manifest_columns_and_value_ranges(corpus: CorpusSummary) -> None:
