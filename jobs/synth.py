@@ -25,11 +25,11 @@ from jobs.errors import UserError
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("out_dir", metavar="OUT_DIR", help="local folder to write the corpus into")
     parser.add_argument(
-        "--clips", type=int, default=SynthConfig.clips,
+        "--clips", type=int, default=SynthConfig.clips, metavar="N",
         help=f"labelled segments to make, about 2.5 per media file (default {SynthConfig.clips})",
     )  # fmt: skip
     parser.add_argument(
-        "--seed", type=int, default=SynthConfig.seed, help="random seed (default %(default)s)"
+        "--seed", type=int, default=SynthConfig.seed, metavar="S", help="seed (default %(default)s)"
     )
 
 
