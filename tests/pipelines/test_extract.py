@@ -22,6 +22,8 @@ HOSTILE = ["-x.mp4", "$(touch pwned).mp4", "sp ace ünï 名.mp4"]
 # file -> clips expected with 1 s windows
 GOOD = {
     "talk.mp4": 3,  # 2.5 s: windows 0-1, 1-2, 2-2.5
+    "face.mp4": 2,  # talking head made from a real photograph
+    "phone.mp4": 2,  # the same, stored sideways with a display matrix (as phones record)
     "voice.wav": 2,
     "sub/silent-film.mp4": 2,
     **{name: 1 for name in HOSTILE},
@@ -37,6 +39,8 @@ BAD = {
 def make_corpus(folder: Path) -> Path:
     (folder / "sub").mkdir(parents=True)
     mf.mp4(folder / "talk.mp4", 2.5)
+    mf.talking_head_mp4(folder / "face.mp4", 2.0)
+    mf.talking_head_mp4(folder / "phone.mp4", 2.0, sideways=True)
     mf.wav(folder / "voice.wav", (np.sin(np.arange(32000) / 5.0) * 8000).astype(np.int16))
     mf.mp4(folder / "sub/silent-film.mp4", 2.0, audio=False)
     for name in HOSTILE:
@@ -97,6 +101,9 @@ def test_every_good_file_extracted_and_every_bad_one_recorded(
     by_uri = {r["source_uri"]: r for r in rows}
     assert not by_uri[str(corpus / "sub/silent-film.mp4")]["has_audio"]
     assert not by_uri[str(corpus / "voice.wav")]["has_visual"]
+    for name in ("face.mp4", "phone.mp4"):  # faces found with the job's detector settings
+        assert all(r["face_ratio"] >= 0.9 for r in rows if r["source_uri"] == str(corpus / name))
+    assert by_uri[str(corpus / "talk.mp4")]["face_ratio"] == 0.0  # a test pattern has no face
     errors = {
         json.loads(p.read_text())["uri"]: json.loads(p.read_text())
         for p in (out / "_errors").glob("*.json")
