@@ -7,7 +7,8 @@ INPUT is a folder, a glob, one file or an s3:// prefix; OUT a folder or s3:// pr
 --manifest, the clips are the manifest's segments (CSV: uri,start_s,end_s,split,<emotions>; relative
 URIs resolve against the manifest's folder) of the media found under INPUT; without one, every file
 is cut into fixed windows. Rerunning the same command redoes only files that are missing or failed.
-Files that cannot be extracted get a record in OUT/_errors/ and do not stop the job.
+Files that cannot be extracted get a record in OUT/_errors/ and do not stop the job. On a
+multi-node cluster INPUT and OUT must be reachable from every node (s3:// or a shared filesystem).
 
 Example:
     avemo extract corpus/ shards/ --manifest corpus/manifest.csv --fps 5
