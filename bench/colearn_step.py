@@ -6,7 +6,8 @@
 
 A step is one `avemo_core.training.train_epoch` over one batch: forward, loss, backward, gradient
 clipping and the AdamW update, exactly the code path of training. The time is the median of
-`--steps` steps after `--warmup` steps, with the device synchronised around each step.
+`--steps` steps after `--warmup` steps, with the device synchronised around each step; the
+modes take turns step by step, so the ratio holds up on a machine whose load changes.
 """
 
 from __future__ import annotations
@@ -37,25 +38,30 @@ def realistic_batch(size: int, audio_frames: int, visual_frames: int) -> Batch:
 
 
 def step_seconds(
-    size: str, mode: str, batch: Batch, args: argparse.Namespace, device: torch.device
-) -> float:
-    """Median seconds of one training step of a fresh model of `size` in `mode`."""
-    seed_everything(0)
-    model = CrossModalTransformer(ModelConfig.named(size)).to(device)
+    size: str, batch: Batch, args: argparse.Namespace, device: torch.device
+) -> dict[str, float]:
+    """Median seconds of one training step per mode, for fresh models of `size`.
+
+    The modes take turns step by step, so a change in machine load hits all of them alike.
+    """
     config = TrainConfig(mixed_precision=args.mixed_precision)
-    optimizer = make_optimizer(model, config)
-    colearning = CoLearningConfig(mode=mode)
-    times = []
+    runs = {}
+    for mode in MODES:
+        seed_everything(0)
+        model = CrossModalTransformer(ModelConfig.named(size)).to(device)
+        runs[mode] = (model, make_optimizer(model, config), CoLearningConfig(mode=mode))
+    times: dict[str, list[float]] = {mode: [] for mode in MODES}
     for i in range(args.warmup + args.steps):
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        start = time.perf_counter()
-        train_epoch(model, [batch], optimizer, colearning, config, device)
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        if i >= args.warmup:
-            times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        for mode, (model, optimizer, colearning) in runs.items():
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            start = time.perf_counter()
+            train_epoch(model, [batch], optimizer, colearning, config, device)
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            if i >= args.warmup:
+                times[mode].append(time.perf_counter() - start)
+    return {mode: statistics.median(values) for mode, values in times.items()}
 
 
 def main() -> None:
@@ -82,7 +88,7 @@ def main() -> None:
     )
     print(f"{'size':<6} {'mode':<8} {'ms/step':>9}")
     for size in args.sizes:
-        seconds = {mode: step_seconds(size, mode, batch, args, device) for mode in MODES}
+        seconds = step_seconds(size, batch, args, device)
         for mode in ("av", "audio", "visual", "colearn"):
             print(f"{size:<6} {mode:<8} {seconds[mode] * 1000:>9.1f}")
         ratio = seconds["colearn"] / seconds["av"]
