@@ -1,0 +1,271 @@
+"""The paper's claim as an experiment: train every model of the grid through the real training path
+(Ray Train, MLflow), evaluate each on every test condition it can take, and keep one record per run.
+
+The grid is the four modes (`audio`, `visual`, conventional `av`, `colearn`) and two ablations
+(co-learning without the transfer terms; `av` with random modality dropout), each for every seed,
+all with the same model size, data, epochs and optimiser settings. Thresholds and the best epoch
+come from the validation split (the training path keeps them with the checkpoint); the test split
+is read only here, once per model and condition.
+
+Each finished run is saved as `runs/<variant>-seed<N>.json` under the output folder, so a rerun of
+the same command does only the runs that are missing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from avemo_core.checkpoint import load_checkpoint
+from avemo_core.colearning import CoLearningConfig, conditions_for_mode
+from avemo_core.config import FrozenConfig, require
+from avemo_core.data import Batch
+from avemo_core.model import CrossModalTransformer, ModelConfig
+from avemo_core.synth.config import SynthConfig
+from avemo_core.synth.corpus import MANIFEST_NAME, write_corpus
+from avemo_core.training import TrainConfig
+from pipelines import evaluation, tracking, train
+from pipelines.datasets import LocalBatches, inspect_shards
+from pipelines.extract import ExtractConfig, run_extract
+
+Log = Callable[[str], None]
+
+
+@dataclasses.dataclass(frozen=True)
+class Variant:
+    """One model of the grid: a row of the results table."""
+
+    name: str  # row label
+    description: str  # how it is trained, for the page
+    colearning: CoLearningConfig  # mode and loss weights
+
+    @property
+    def conditions(self) -> tuple[str, ...]:
+        return conditions_for_mode(self.colearning.mode)
+
+
+@dataclasses.dataclass(frozen=True)
+class ExperimentConfig(FrozenConfig):
+    name: str = "paper-claim"  # MLflow experiment name; every run is tagged with it
+    clips: int = 1000  # labelled segments of the synthetic corpus
+    corpus_seed: int = 0  # seed of the synthetic corpus
+    seeds: tuple[int, ...] = (0, 1, 2)  # training seeds; every variant runs once per seed
+    model_size: str = "tiny"  # ModelConfig.named size, the same for every variant
+    epochs: int = 12  # training epochs, the same for every variant (best epoch by validation)
+    batch_size: int = 16  # clips per step per worker
+    lr: float = 1e-3  # AdamW learning rate, the same for every variant
+    workers: int = 1  # Ray Train workers per run
+    transfer_to_single: float = 1.0  # co-learning's KD weight av -> a, v
+    transfer_to_av: float = 0.5  # co-learning's KD weight a, v -> av
+    temperature: float = 2.0  # soft-target temperature of both KD terms
+    modality_dropout: float = 0.5  # ablation: share of av samples with one modality dropped
+
+    def validate(self) -> None:
+        require(bool(self.name), "name is required")
+        require(self.clips >= 12, "clips must be >= 12 (three splits by speaker)")
+        require(len(self.seeds) >= 1 and len(set(self.seeds)) == len(self.seeds), "seeds: distinct")
+        require(self.epochs >= 1, "epochs must be >= 1")
+        require(self.workers >= 1, "workers must be >= 1")
+        require(0.0 < self.modality_dropout <= 1.0, "modality_dropout must be in (0, 1]")
+
+    def variants(self) -> tuple[Variant, ...]:
+        """The grid's models, in table order."""
+        colearn = CoLearningConfig(
+            mode="colearn",
+            transfer_to_single=self.transfer_to_single,
+            transfer_to_av=self.transfer_to_av,
+            temperature=self.temperature,
+        )
+        return (
+            Variant("audio", "single-modal: audio only", CoLearningConfig(mode="audio")),
+            Variant("visual", "single-modal: visual only", CoLearningConfig(mode="visual")),
+            Variant("av", "conventional: audio+visual pairs only", CoLearningConfig(mode="av")),
+            Variant(
+                "av-dropout",
+                f"conventional + random modality dropout (p={self.modality_dropout:g}; ablation)",
+                CoLearningConfig(mode="av", modality_dropout=self.modality_dropout),
+            ),
+            Variant(
+                "colearn",
+                f"interactive co-learning (KD to single {self.transfer_to_single:g}, to av "
+                f"{self.transfer_to_av:g}, T={self.temperature:g})",
+                colearn,
+            ),
+            Variant(
+                "colearn-views-only",
+                "co-learning without transfer terms: av, a, v BCE only (ablation)",
+                colearn.replace(transfer_to_single=0.0, transfer_to_av=0.0),
+            ),
+        )
+
+
+def run_path(out_dir: Path, variant: str, seed: int) -> Path:
+    return out_dir / "runs" / f"{variant}-seed{seed}.json"
+
+
+def run_one(
+    config: ExperimentConfig,
+    variant: Variant,
+    seed: int,
+    shards: str,
+    out_dir: Path,
+    tracking_uri: str,
+    test: Iterable[Batch],
+) -> dict[str, Any]:
+    """Train one model of the grid through Ray Train + MLflow, evaluate it on the test split, and
+    save its record; returns the record."""
+    run_name = f"{config.name}-{variant.name}-seed{seed}"
+    settings = train.RunSettings(
+        data_uri=shards,
+        run_name=run_name,
+        storage_uri=str((out_dir / "ray").resolve()),
+        workers=config.workers,
+        tracking_uri=tracking_uri,
+        experiment=config.name,
+        resume=(out_dir / "ray" / run_name / train.RUN_FILE).exists(),
+    )
+    began = time.perf_counter()
+    outcome = train.run_training(
+        settings,
+        ModelConfig.named(config.model_size),
+        TrainConfig(epochs=config.epochs, batch_size=config.batch_size, lr=config.lr, seed=seed),
+        variant.colearning,
+    )
+    train_s = time.perf_counter() - began
+    best = load_checkpoint(outcome.checkpoint_dir)
+    tags = {"experiment": config.name, "variant": variant.name, "seed": str(seed)}
+    tags["mode"] = variant.colearning.mode
+    mlflow_client = tracking.client(tracking_uri)
+    for key, value in tags.items():
+        mlflow_client.set_tag(outcome.run_id, f"avemo.{key}", value)
+    record = {
+        "variant": variant.name,
+        "seed": seed,
+        "mode": variant.colearning.mode,
+        "colearning": variant.colearning.to_dict(),
+        "mlflow_run_id": outcome.run_id,
+        "checkpoint": outcome.checkpoint_dir,
+        "train_s": train_s,
+        "epochs": outcome.epochs,
+        "best_epoch": int(best.metadata["epoch"]),
+        "val_score": outcome.score,
+        "valid": {
+            c: {m: outcome.metrics.get(f"valid/{c}/{m}") for m in ("f1", "wa", "auc")}
+            for c in variant.conditions
+        },
+        "test": evaluation.evaluate(best, test),
+    }
+    path = run_path(out_dir, variant.name, seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record, indent=2) + "\n")
+    return record
+
+
+def prepare_corpus(config: ExperimentConfig, out_dir: Path, log: Log = print) -> dict[str, Any]:
+    """`avemo synth` then `avemo extract` into out_dir (each skipped or resumed when done already);
+    returns what the page says about the corpus, with the shards' path under `shards`."""
+    corpus_dir, shards = out_dir / "corpus", out_dir / "shards"
+    synth_config = SynthConfig(clips=config.clips, seed=config.corpus_seed)
+    corpus_json = corpus_dir / "corpus.json"
+    done = (corpus_dir / MANIFEST_NAME).exists() and corpus_json.exists()
+    if not done or json.loads(corpus_json.read_text()).get("config") != synth_config.to_dict():
+        log(f"experiment: synthesising {config.clips} clips into {corpus_dir}")
+        write_corpus(corpus_dir, synth_config, progress=log, workers=2)
+    extract = run_extract(
+        ExtractConfig(
+            input_uri=str(corpus_dir / "media"),
+            output_uri=str(shards),
+            manifest_uri=str(corpus_dir / MANIFEST_NAME),
+        ),
+        log=log,
+    )
+    corpus = json.loads(corpus_json.read_text())
+    info = inspect_shards(str(shards))
+    return {
+        "shards": str(shards),
+        "synth_command": f"avemo synth DIR --clips {config.clips} --seed {config.corpus_seed}",
+        "files": len(corpus.get("files", [])),
+        "clips_per_split": info.counts,
+        "media_hours": extract["summary"].get("media_hours_total"),
+        "extract_errors": len(extract["summary"].get("errors", [])),
+        "feature_config": info.feature_config,
+        "fingerprint": info.fingerprint,
+    }
+
+
+def run_experiment(
+    config: ExperimentConfig,
+    out_dir: str | Path,
+    tracking_uri: str | None = None,
+    log: Log = print,
+    deadline_s: float | None = None,
+) -> dict[str, Any]:
+    """Prepare the corpus, run every (seed, variant) not yet saved, and return the results dict
+    the report module turns into the page. Runs are ordered seed by seed, so a deadline (seconds of
+    wall time for the whole call) cuts whole seeds last; what it cuts is listed as missing."""
+    import ray
+
+    out = Path(out_dir).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    began, started_utc = time.monotonic(), _utc_now()
+    uri = tracking.resolve_tracking_uri(tracking_uri or str(out / "mlflow.db"))
+    if not ray.is_initialized():
+        # Logical CPUs beyond the cores, so train workers and Ray Data readers fit together.
+        ray.init(num_cpus=max(4, config.workers + 2), include_dashboard=False)
+    corpus = prepare_corpus(config, out, log)
+    test = LocalBatches(inspect_shards(corpus["shards"]), "test", batch_size=32)
+    runs, missing = [], []
+    for seed in config.seeds:
+        for variant in config.variants():
+            path = run_path(out, variant.name, seed)
+            if path.exists():
+                runs.append(json.loads(path.read_text()))
+                continue
+            if deadline_s is not None and time.monotonic() - began > deadline_s:
+                missing.append({"variant": variant.name, "seed": seed, "reason": "deadline passed"})
+                continue
+            log(f"experiment: training {variant.name} seed {seed}")
+            try:
+                record = run_one(config, variant, seed, corpus["shards"], out, uri, test)
+            except Exception as err:  # one failed run is reported, the grid goes on
+                log(f"experiment: {variant.name} seed {seed} failed: {err!r}")
+                missing.append({"variant": variant.name, "seed": seed, "reason": repr(err)[:300]})
+                continue
+            runs.append(record)
+            f1 = ", ".join(f"{c} {s['f1']:.3f}" for c, s in record["test"].items())
+            log(f"experiment: {variant.name} seed {seed}: test F1 {f1} ({record['train_s']:.0f} s)")
+    model_config = ModelConfig.named(config.model_size)
+    return {
+        "experiment": config.name,
+        "config": config.to_dict(),
+        "seeds": list(config.seeds),
+        "corpus": corpus,
+        "model_parameters": sum(
+            p.numel() for p in CrossModalTransformer(model_config).parameters()
+        ),
+        "model_config": model_config.to_dict(),
+        "tracking_uri": uri,
+        "variants": [
+            {
+                "name": v.name,
+                "description": v.description,
+                "mode": v.colearning.mode,
+                "colearning": v.colearning.to_dict(),
+                "conditions": list(v.conditions),
+            }
+            for v in config.variants()
+        ],
+        "runs": runs,
+        "missing": missing,
+        "started_utc": started_utc,
+        "finished_utc": _utc_now(),
+        "wall_s": time.monotonic() - began,
+    }
+
+
+def _utc_now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
