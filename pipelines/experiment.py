@@ -31,8 +31,11 @@ from avemo_core.training import TrainConfig
 from pipelines import evaluation, tracking, train
 from pipelines.datasets import LocalBatches, inspect_shards
 from pipelines.extract import ExtractConfig, run_extract
+from pipelines.shards import SUCCESS_FILE
 
 Log = Callable[[str], None]
+# The models the claim is about; the other variants are ablations.
+CORE = ("audio", "visual", "av", "colearn")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -159,6 +162,13 @@ def run_one(
         },
         "test": evaluation.evaluate(best, test),
     }
+    if variant.colearning.mode == "av":
+        # A conventional model knows only paired input: how it scores when nobody recalibrates
+        # its thresholds for a missing modality (its av thresholds on every condition).
+        uncalibrated = dataclasses.replace(
+            best, thresholds={c: best.thresholds["av"] for c in variant.conditions}
+        )
+        record["test_av_thresholds"] = evaluation.evaluate(uncalibrated, test)
     path = run_path(out_dir, variant.name, seed)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(record, indent=2) + "\n")
@@ -172,17 +182,24 @@ def prepare_corpus(config: ExperimentConfig, out_dir: Path, log: Log = print) ->
     synth_config = SynthConfig(clips=config.clips, seed=config.corpus_seed)
     corpus_json = corpus_dir / "corpus.json"
     done = (corpus_dir / MANIFEST_NAME).exists() and corpus_json.exists()
-    if not done or json.loads(corpus_json.read_text()).get("config") != synth_config.to_dict():
+    fresh = not done or json.loads(corpus_json.read_text()).get("config") != synth_config.to_dict()
+    if fresh:
         log(f"experiment: synthesising {config.clips} clips into {corpus_dir}")
         write_corpus(corpus_dir, synth_config, progress=log, workers=2)
-    extract = run_extract(
-        ExtractConfig(
-            input_uri=str(corpus_dir / "media"),
-            output_uri=str(shards),
-            manifest_uri=str(corpus_dir / MANIFEST_NAME),
-        ),
-        log=log,
-    )
+    success = shards / SUCCESS_FILE
+    if not fresh and success.exists():
+        # A complete extraction of this corpus: its shards (and their metadata) are the data.
+        extract = json.loads(success.read_text())
+        log(f"experiment: using the extracted shards in {shards}")
+    else:
+        extract = run_extract(
+            ExtractConfig(
+                input_uri=str(corpus_dir / "media"),
+                output_uri=str(shards),
+                manifest_uri=str(corpus_dir / MANIFEST_NAME),
+            ),
+            log=log,
+        )
     corpus = json.loads(corpus_json.read_text())
     info = inspect_shards(str(shards))
     return {
@@ -205,8 +222,9 @@ def run_experiment(
     deadline_s: float | None = None,
 ) -> dict[str, Any]:
     """Prepare the corpus, run every (seed, variant) not yet saved, and return the results dict
-    the report module turns into the page. Runs are ordered seed by seed, so a deadline (seconds of
-    wall time for the whole call) cuts whole seeds last; what it cuts is listed as missing."""
+    the report module turns into the page. The four modes run for every seed before the ablations,
+    so a deadline (seconds of wall time for the whole call; no run starts after it) cuts ablations
+    first; what it cuts is listed as missing."""
     import ray
 
     out = Path(out_dir).resolve()
@@ -219,25 +237,33 @@ def run_experiment(
     corpus = prepare_corpus(config, out, log)
     test = LocalBatches(inspect_shards(corpus["shards"]), "test", batch_size=32)
     runs, missing = [], []
-    for seed in config.seeds:
-        for variant in config.variants():
-            path = run_path(out, variant.name, seed)
-            if path.exists():
-                runs.append(json.loads(path.read_text()))
-                continue
-            if deadline_s is not None and time.monotonic() - began > deadline_s:
-                missing.append({"variant": variant.name, "seed": seed, "reason": "deadline passed"})
-                continue
-            log(f"experiment: training {variant.name} seed {seed}")
-            try:
-                record = run_one(config, variant, seed, corpus["shards"], out, uri, test)
-            except Exception as err:  # one failed run is reported, the grid goes on
-                log(f"experiment: {variant.name} seed {seed} failed: {err!r}")
-                missing.append({"variant": variant.name, "seed": seed, "reason": repr(err)[:300]})
-                continue
-            runs.append(record)
-            f1 = ", ".join(f"{c} {s['f1']:.3f}" for c, s in record["test"].items())
-            log(f"experiment: {variant.name} seed {seed}: test F1 {f1} ({record['train_s']:.0f} s)")
+    # The four modes for every seed first, then the ablations: a deadline cuts ablations first.
+    variants = config.variants()
+    order = [
+        (seed, v)
+        for core in (True, False)
+        for seed in config.seeds
+        for v in variants
+        if (v.name in CORE) == core
+    ]
+    for seed, variant in order:
+        path = run_path(out, variant.name, seed)
+        if path.exists():
+            runs.append(json.loads(path.read_text()))
+            continue
+        if deadline_s is not None and time.monotonic() - began > deadline_s:
+            missing.append({"variant": variant.name, "seed": seed, "reason": "deadline passed"})
+            continue
+        log(f"experiment: training {variant.name} seed {seed}")
+        try:
+            record = run_one(config, variant, seed, corpus["shards"], out, uri, test)
+        except Exception as err:  # one failed run is reported, the grid goes on
+            log(f"experiment: {variant.name} seed {seed} failed: {err!r}")
+            missing.append({"variant": variant.name, "seed": seed, "reason": repr(err)[:300]})
+            continue
+        runs.append(record)
+        f1 = ", ".join(f"{c} {s['f1']:.3f}" for c, s in record["test"].items())
+        log(f"experiment: {variant.name} seed {seed}: test F1 {f1} ({record['train_s']:.0f} s)")
     model_config = ModelConfig.named(config.model_size)
     return {
         "experiment": config.name,
