@@ -76,8 +76,8 @@ def main(argv: list[str] | None = None) -> int:
         results["command"] = f"python bench/paper_claim.py {argv_text}".strip()
         results["commit"] = git_commit()
         results["machine"] = machine_description()
-        results["notes"] = NOTES
-        results_path.write_text(json.dumps(results, indent=2) + "\n")
+    results["notes"] = NOTES  # the current notes, also when only the page is rebuilt
+    results_path.write_text(json.dumps(results, indent=2) + "\n")
     written = experiment_report.write_page(results, page, page.with_suffix(".png"))
     (page.parent / "results.json").write_text(results_path.read_text())
     summary = experiment_report.aggregate(results["runs"])
