@@ -145,3 +145,14 @@ def test_ablation_lines_compare_with_the_parent_model() -> None:
     views = next(line for line in lines if line.startswith("- `colearn-views-only` vs `colearn`"))
     assert "audio+visual -0.020" in views
     assert all(not math.isnan(float(m)) for m in re.findall(r"[+-]\d\.\d{3}", views))
+
+
+def test_conventional_models_with_av_thresholds_get_their_own_line(tmp_path: Path) -> None:
+    records = _records(HOLDS)
+    for r in records:
+        if r["variant"] == "av":
+            r["test_av_thresholds"] = {"a": {"f1": 0.1}, "v": {"f1": 0.05}, "av": {"f1": 0.7}}
+    page = report.write_page(_results(records), tmp_path / "r.md", tmp_path / "r.png").read_text()
+    line = next(x for x in page.splitlines() if x.startswith("- `av` with its audio+visual"))
+    assert "audio only 0.100 ± 0.000 (vs 0.300 ± 0.010)" in line
+    assert "visual only 0.050 ± 0.000 (vs 0.200 ± 0.010)" in line
