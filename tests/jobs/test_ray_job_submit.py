@@ -1,0 +1,168 @@
+"""`avemo label` on a separately started Ray cluster: submitted through the Ray Jobs API, and run as
+a driver that is SIGKILLed half-way and then resumes.
+
+The cluster is a real head started with `ray start --head --block` in its own session, temp dir
+and ports, so it never meets the in-process `ray_cluster` fixture; this test process never
+connects a Ray driver to it (it talks HTTP to the Jobs API, and `avemo` runs as a subprocess).
+Teardown ends that session's process group, not `ray stop`, which would stop every Ray cluster of
+this user on the machine.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from pipelines.label_store import LabelStore
+from tests.pipelines.label_helpers import check_label_rows, write_checkpoint
+from tests.services import free_port
+from tests.shard_factory import ShardSpec, write_clip_shards
+
+BIN = Path(sys.executable).parent
+# A loopback-only test cluster without token auth (a real one keeps Ray's default token auth).
+HEAD_ENV = {"RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
+
+
+@pytest.fixture(scope="module")
+def ray_head() -> Iterator[dict[str, str]]:
+    """A real single-node Ray cluster (2 CPUs); yields its GCS and Jobs API addresses."""
+    # Short temp dir: Ray's socket paths must stay under the 107-character limit.
+    temp = tempfile.mkdtemp(prefix="avray-", dir="/tmp")
+    port, dashboard = free_port(), free_port()
+    cmd = [
+        str(BIN / "ray"), "start", "--head", "--block", "--disable-usage-stats",
+        "--port", str(port), "--num-cpus", "2", "--temp-dir", temp,
+        "--include-dashboard", "true", "--dashboard-host", "127.0.0.1",
+        "--dashboard-port", str(dashboard), "--dashboard-agent-listen-port", str(free_port()),
+    ]  # fmt: skip
+    env = {**os.environ, **HEAD_ENV}
+    with open(Path(temp) / "head.log", "wb") as log:
+        head = subprocess.Popen(
+            cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        )
+    try:
+        yield {"gcs": f"127.0.0.1:{port}", "jobs": f"http://127.0.0.1:{dashboard}", "temp": temp}
+    finally:
+        os.killpg(head.pid, signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            head.wait(timeout=10)
+        with contextlib.suppress(ProcessLookupError):  # whatever of the session is still there
+            os.killpg(head.pid, signal.SIGKILL)
+        head.wait(timeout=30)
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+@pytest.fixture
+def jobs_client(ray_head: dict[str, str]):  # noqa: ANN201
+    """A Jobs API client of the head, retried until the head's dashboard answers."""
+    from ray.job_submission import JobSubmissionClient
+
+    deadline = time.monotonic() + 180
+    while True:
+        try:
+            return JobSubmissionClient(ray_head["jobs"])
+        except ConnectionError:
+            if time.monotonic() > deadline:
+                log = (Path(ray_head["temp"]) / "head.log").read_text()[-2000:]
+                raise TimeoutError(f"Ray head did not come up:\n{log}") from None
+            time.sleep(2)
+
+
+def _submit(client, entrypoint: str) -> str:  # noqa: ANN001 (JobSubmissionClient)
+    """Submit, retrying while the head's job agent is still starting."""
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            return client.submit_job(entrypoint=entrypoint)
+        except RuntimeError as err:
+            if "No available agent" not in str(err) or time.monotonic() > deadline:
+                raise
+            time.sleep(2)
+
+
+def _wait(client, job_id: str, timeout_s: float = 600) -> str:  # noqa: ANN001
+    from ray.job_submission import JobStatus
+
+    deadline = time.monotonic() + timeout_s
+    while (status := client.get_job_status(job_id)) not in {
+        JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.STOPPED,
+    }:  # fmt: skip
+        assert time.monotonic() < deadline, f"job {job_id} still {status}"
+        time.sleep(1)
+    return str(status)
+
+
+def test_label_job_submitted_through_the_jobs_api(tmp_path: Path, jobs_client) -> None:  # noqa: ANN001
+    write_clip_shards(tmp_path / "shards", ShardSpec(clips=12, seed=5))
+    checkpoint = write_checkpoint(tmp_path / "checkpoint")
+    out = tmp_path / "labels"
+    # The entrypoint runs in the head's environment: the venv's own `avemo`, by absolute path.
+    argv = [
+        str(BIN / "avemo"),
+        "label",
+        str(tmp_path / "shards"),
+        str(out),
+        "--model",
+        str(checkpoint),
+    ]
+    job_id = _submit(jobs_client, shlex.join(argv))
+    status = _wait(jobs_client, job_id)
+    logs = jobs_client.get_job_logs(job_id)
+    assert status == "SUCCEEDED", logs[-3000:]
+    assert "12 media labelled" in logs
+    success = json.loads((out / "_SUCCESS.json").read_text())
+    assert (success["media_labelled"], success["clips_labelled"]) == (12, 12)
+    labels = LabelStore(str(out)).read_labels()
+    assert labels.num_rows == 12
+    check_label_rows(labels)
+
+
+def test_killed_run_resumes_where_it_stopped(
+    tmp_path: Path, ray_head: dict[str, str], jobs_client
+) -> None:  # noqa: ANN001
+    spec = ShardSpec(clips=160, seed=6, files=4)
+    write_clip_shards(tmp_path / "shards", spec)
+    checkpoint = write_checkpoint(tmp_path / "checkpoint")
+    out = tmp_path / "labels"
+    argv = [
+        str(BIN / "avemo"), "label", str(tmp_path / "shards"), str(out), "--model", str(checkpoint),
+        "--ray-address", ray_head["gcs"], "--batch-size", "4", "--media-per-part", "4",
+    ]  # fmt: skip
+    env = {**os.environ, **HEAD_ENV}
+    with open(tmp_path / "first.log", "wb") as log:
+        first = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env)
+    deadline = time.monotonic() + 400
+    media_parts = out / "media"
+    while not (media_parts.is_dir() and any(media_parts.glob("part-*.parquet"))):
+        assert first.poll() is None, (tmp_path / "first.log").read_text()[-3000:]
+        assert time.monotonic() < deadline, "no part committed in time"
+        time.sleep(0.05)
+    first.send_signal(signal.SIGKILL)
+    first.wait(timeout=30)
+    committed = LabelStore(str(out)).read_media().num_rows
+    assert 0 < committed < 160, "the kill must land mid-run"
+    assert not (out / "_SUCCESS.json").exists()
+
+    second = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=600)
+    assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
+    success = json.loads((out / "_SUCCESS.json").read_text())
+    assert success["media_skipped"] == committed
+    assert success["media_labelled"] == 160 - committed
+    store = LabelStore(str(out))
+    ids = store.read_labels(latest=False).column("clip_id").to_pylist()
+    assert len(ids) == len(set(ids)) == 160
+    label_parts = {p.name for p in (out / "labels").glob("part-*.parquet")}
+    assert label_parts == {p.name for p in media_parts.glob("part-*.parquet")}
+    check_label_rows(store.read_labels())
