@@ -92,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
     from pipelines import registry
     from pipelines.model_uri import ModelURIError
     from pipelines.pyfunc_model import INPUT_COLUMNS
-    from pipelines.train import RunExistsError, RunSettings, run_training
+    from pipelines.train import RunExistsError, RunSettings, load_run_record, run_training
 
     storage = _storage(args.storage)
     try:
@@ -121,6 +121,7 @@ def run(args: argparse.Namespace) -> int:
         )
         tracking.check_reachable(settings.tracking_uri)
         info = datasets.inspect_shards(args.data)
+        load_run_record(settings)  # a reused name without --resume fails before Ray starts
         _connect_ray(args.workers, args.gpu)
         print(
             f"run {settings.run_name}: {info.counts['train']} train / "

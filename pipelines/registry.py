@@ -87,12 +87,18 @@ def register(
                 artifacts={CHECKPOINT_ARTIFACT: str(model_dir)},
                 signature=_signature(checkpoint_dir, example),
                 input_example=example,
-                registered_model_name=name,
                 pip_requirements=list(REQUIREMENTS),
             )
-        version = str(info.registered_model_version)
-        for key, value in ((SCORE_TAG, score), (FINGERPRINT_TAG, fingerprint), (MODE_TAG, mode)):
-            client.set_model_version_tag(name, version, key, str(value))
+        try:
+            client.create_registered_model(name)
+        except MlflowException as err:
+            if err.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
+        tags = {SCORE_TAG: str(score), FINGERPRINT_TAG: fingerprint, MODE_TAG: mode}
+        created = client.create_model_version(
+            name, info.model_uri, run_id, tags=tags, await_creation_for=0, model_id=info.model_id
+        )
+        version = str(created.version)
         client.set_registered_model_alias(name, CANDIDATE, version)
         promoted, champion, gate = _gate(
             tracking_uri, name, version, score, mode, fingerprint, rescore

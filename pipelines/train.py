@@ -345,7 +345,7 @@ def _run_file(settings: RunSettings) -> tuple[Any, str]:
     return fs, f"{root.rstrip('/')}/{settings.run_name}/{RUN_FILE}"
 
 
-def _load_run_record(settings: RunSettings) -> dict[str, Any] | None:
+def load_run_record(settings: RunSettings) -> dict[str, Any] | None:
     """The run's record in storage, checked against --resume: a name is reused only on purpose."""
     fs, path = _run_file(settings)
     exists = fs.exists(path)
@@ -387,7 +387,7 @@ def run_training(
     from ray.train.torch import TorchConfig, TorchTrainer
 
     info = datasets.inspect_shards(settings.data_uri)
-    record = _load_run_record(settings)
+    record = load_run_record(settings)
     if record is not None:
         model_config = ModelConfig.from_dict(record["model"])
         colearning = CoLearningConfig.from_dict(record["colearning"])
