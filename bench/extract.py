@@ -32,15 +32,17 @@ FFMPEG = ["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-y"]
 
 
 def make_video(path: Path, seconds: float) -> Path:
-    """720p25 H.264 + AAC test pattern with a tone (fast to encode: ultrafast preset)."""
+    """720p25 H.264 + AAC test pattern with a tone (ultrafast preset); reused when present."""
     if not path.exists():
+        partial = path.with_name(f".{path.name}.partial.mp4")
         subprocess.run(
             [*FFMPEG, "-f", "lavfi", "-i", f"testsrc2=size=1280x720:rate=25:duration={seconds}",
              "-f", "lavfi", "-i", f"sine=frequency=330:duration={seconds}:sample_rate=44100",
              "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-c:a", "aac",
-             "-shortest", str(path)],
+             "-shortest", str(partial)],
             check=True,
         )  # fmt: skip
+        partial.rename(path)
     return path
 
 

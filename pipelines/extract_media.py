@@ -151,6 +151,7 @@ def extract_media(
     media_id = task.media_id
     stats = MediaStats()
     duration_s = 0.0
+    writer: ShardWriter | None = None
     result: dict[str, Any] = {
         "uri": task.uri,
         "media_id": media_id,
@@ -189,6 +190,8 @@ def extract_media(
     except MediaError as err:
         status = "failed"
         result.update(stage=err.stage, kind=err.kind, message=err.message)
+        if writer is not None:
+            writer.abort()
         with contextlib.suppress(Exception):
             store.clear_media(media_id)
         with contextlib.suppress(Exception):  # the driver still reports it from the result row

@@ -15,9 +15,9 @@ rather than duplicates, and a file without a done marker is cleared and redone.
 from __future__ import annotations
 
 import contextlib
-import io
 import json
 import os
+import tempfile
 import uuid
 from collections.abc import Mapping
 from typing import Any
@@ -31,6 +31,7 @@ DONE_DIR = "_done"
 ERRORS_DIR = "_errors"
 SUCCESS_FILE = "_SUCCESS.json"
 _TMP_MARK = ".tmp-"
+ROWS_PER_GROUP = 8  # rows per Parquet row group: what a writer holds in memory at most
 # Columns worth dictionary-encoding; the feature blobs never repeat.
 _DICTIONARY_COLUMNS = ["media_id", "source_uri", "split"]
 
@@ -60,23 +61,41 @@ class ShardStore:
                         os.remove(os.path.join(folder, name))
         self.remove(SUCCESS_FILE)
 
-    def write_bytes(self, relative: str, data: bytes) -> None:
-        """Write a file so that readers see either nothing or all of it."""
-        target = self.path(relative)
+    def temp_file(self, relative: str) -> str:
+        """A local path to fill before `commit`: hidden beside the target, or a temp file for S3."""
         if self.remote:
-            self.fs.pipe_file(target, data)
-            return
-        folder, name = os.path.split(target)
-        temp = os.path.join(folder, f".{name}{_TMP_MARK}{uuid.uuid4().hex}")
+            handle, path = tempfile.mkstemp(prefix="avemo-", suffix=os.path.splitext(relative)[1])
+            os.close(handle)
+            return path
+        folder, name = os.path.split(self.path(relative))
+        return os.path.join(folder, f".{name}{_TMP_MARK}{uuid.uuid4().hex}")
+
+    def commit(self, temp: str, relative: str) -> None:
+        """Make a fully written temp file visible as `relative` in one step (rename or upload)."""
         try:
-            with open(temp, "wb") as out:
-                out.write(data)
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(temp, target)
+            if self.remote:
+                self.fs.put_file(temp, self.path(relative))  # an object appears only when complete
+            else:
+                with open(temp, "rb+") as written:
+                    os.fsync(written.fileno())
+                os.replace(temp, self.path(relative))
         finally:
             if os.path.exists(temp):
                 os.remove(temp)
+
+    def write_bytes(self, relative: str, data: bytes) -> None:
+        """Write a small file so that readers see either nothing or all of it."""
+        if self.remote:
+            self.fs.pipe_file(self.path(relative), data)
+            return
+        temp = self.temp_file(relative)
+        try:
+            with open(temp, "wb") as out:
+                out.write(data)
+        except BaseException:
+            os.remove(temp)
+            raise
+        self.commit(temp, relative)
 
     def write_json(self, relative: str, value: Any) -> None:
         self.write_bytes(relative, json.dumps(value, indent=2, sort_keys=True).encode())
@@ -138,7 +157,11 @@ def part_name(media_id: str, index: int) -> str:
 
 
 class ShardWriter:
-    """Buffers one media file's clip rows and writes a shard each `rows_per_shard` rows."""
+    """Streams one media file's clip rows into shards of at most `rows_per_shard` rows.
+
+    Rows go to a temporary Parquet file one row group at a time, so memory holds one row group,
+    and each shard is committed (renamed or uploaded) only once it is complete.
+    """
 
     def __init__(
         self, store: ShardStore, media_id: str, schema: pa.Schema, rows_per_shard: int
@@ -147,26 +170,51 @@ class ShardWriter:
         self.media_id = media_id
         self.schema = schema
         self.rows_per_shard = rows_per_shard
-        self.rows: list[dict[str, Any]] = []
         self.parts: list[str] = []
+        self._pending: list[dict[str, Any]] = []
+        self._part_rows = 0
+        self._writer: pq.ParquetWriter | None = None
+        self._temp: str | None = None
 
     def add(self, row: dict[str, Any]) -> None:
-        self.rows.append(row)
-        if len(self.rows) >= self.rows_per_shard:
-            self.flush()
-
-    def flush(self) -> None:
-        if not self.rows:
-            return
-        table = pa.Table.from_pylist(self.rows, schema=self.schema)
-        buffer = io.BytesIO()
-        pq.write_table(table, buffer, compression="zstd", use_dictionary=_DICTIONARY_COLUMNS)
-        name = part_name(self.media_id, len(self.parts))
-        self.store.write_bytes(name, buffer.getvalue())
-        self.parts.append(name)
-        self.rows = []
+        self._pending.append(row)
+        if self._part_rows + len(self._pending) >= self.rows_per_shard:
+            self._commit_part()
+        elif len(self._pending) >= ROWS_PER_GROUP:
+            self._write_group()
 
     def close(self) -> list[str]:
-        """Write what is buffered; returns the shard names written for this media file."""
-        self.flush()
+        """Commit what is left; returns the shard names written for this media file."""
+        self._commit_part()
         return list(self.parts)
+
+    def abort(self) -> None:
+        """Drop the shard being written (committed shards are the caller's to clear)."""
+        if self._writer is not None:
+            self._writer.close()
+        if self._temp is not None and os.path.exists(self._temp):
+            os.remove(self._temp)
+        self._writer = self._temp = None
+
+    def _write_group(self) -> None:
+        if not self._pending:
+            return
+        if self._writer is None:
+            self._temp = self.store.temp_file(part_name(self.media_id, len(self.parts)))
+            self._writer = pq.ParquetWriter(
+                self._temp, self.schema, compression="zstd", use_dictionary=_DICTIONARY_COLUMNS
+            )
+        self._writer.write_table(pa.Table.from_pylist(self._pending, schema=self.schema))
+        self._part_rows += len(self._pending)
+        self._pending = []
+
+    def _commit_part(self) -> None:
+        self._write_group()
+        if self._writer is None or self._temp is None:
+            return
+        self._writer.close()
+        name = part_name(self.media_id, len(self.parts))
+        self.store.commit(self._temp, name)
+        self.parts.append(name)
+        self._writer = self._temp = None
+        self._part_rows = 0
