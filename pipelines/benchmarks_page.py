@@ -7,8 +7,10 @@ A bench script tells the page what it measured in one of two ways:
   "met"}, ...]} (a plain {name: value} mapping is accepted too);
 - or the page writer runs it (`--run`) and keeps its printed output, with the command, the
   machine and the exit code, in `bench/out/<script>.run.json`.
-The goal is the script's module docstring (read with `ast`, nothing is imported), so the page states
-what each number is measured against without a second copy of it.
+When both exist, the script's own record wins (a `--quick` run through the page writer never
+replaces a full run's numbers). The goal is the script's module docstring (read with `ast`,
+nothing is imported), so the page states what each number is measured against without a second
+copy of it.
 """
 
 from __future__ import annotations
@@ -131,7 +133,7 @@ def section(script: Path, out_dir: Path) -> str:
     if not outputs:
         lines.append(f"Not run yet: `python {rel}`, then `python bench/write_benchmarks_page.py`.")
         return "\n".join(lines) + "\n"
-    record = json.loads(max(outputs, key=lambda p: p.stat().st_mtime).read_text())  # the newest
+    record = json.loads(outputs[0].read_text())  # the script's own record over a captured run
     lines += [
         f"- **Command**: `{record['command']}`",
         f"- **Machine**: {record['machine']}",

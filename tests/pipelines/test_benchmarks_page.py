@@ -63,3 +63,14 @@ def test_page_shows_goal_command_machine_and_numbers(tmp_path: Path) -> None:
 def test_results_table_takes_a_flat_mapping() -> None:
     text = benchmarks_page.results_table({"samples_per_s": 123.456, "ok": False})
     assert text.splitlines()[2:] == ["| samples_per_s | 123.5 |", "| ok | no |"]
+
+
+def test_a_scripts_own_record_wins_over_a_captured_run(tmp_path: Path) -> None:
+    bench, out = _bench(tmp_path)
+    import subprocess
+
+    subprocess.run([sys.executable, str(bench / "saving.py"), str(out)], check=True)
+    benchmarks_page.run_script(bench / "saving.py", [str(out)], out, timeout_s=60)
+    assert (out / "saving.run.json").exists()
+    page = benchmarks_page.write_page(tmp_path / "b.md", bench, out).read_text()
+    assert "| speedup | 2.5 | x | >= 2x | yes |" in page
