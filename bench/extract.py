@@ -9,9 +9,10 @@ All numbers come from one run on the same generated files (testsrc2 720p25 H.264
 Throughput: each side is pinned to the same 1 or 2 cores (CPU affinity, inherited by ffmpeg and
 Ray's workers); the extraction is the real Ray Data job (`pipelines.extract.run_extract`) on a
 local cluster of that many CPUs, timed after a warm-up that starts its workers; bare ffmpeg decodes
-the files one after another with its default threading. Memory: peak resident memory of the whole
-process tree (Python plus its ffmpeg children, sampled every 20 ms) while one Ray task's work
-(`pipelines.extract_media.extract_media`) extracts one file in a fresh process.
+the files one after another with its default threading; the two sides alternate `--repeat` times
+and the fastest run of each counts (the machine may be shared). Memory: peak resident memory of
+the whole process tree (Python plus its ffmpeg children, sampled every 20 ms) while one Ray task's
+work (`pipelines.extract_media.extract_media`) extracts one file in a fresh process.
 """
 
 from __future__ import annotations
@@ -214,6 +215,7 @@ def main() -> None:
         "--workdir", type=Path, help="keep generated media here (reused if present)"
     )
     parser.add_argument("--out-dir", type=Path, help="where the benchmarks page's JSON goes")
+    parser.add_argument("--repeat", type=int, default=2, help="throughput runs per side (fastest)")
     parser.add_argument("--measure-extract", nargs=4, help=argparse.SUPPRESS)
     parser.add_argument("--measure-memory", nargs=2, help=argparse.SUPPRESS)
     parser.add_argument("--measure-decode", nargs="+", help=argparse.SUPPRESS)
@@ -255,8 +257,11 @@ def run_benchmark(args: argparse.Namespace) -> None:
             print(f"only {len(cores)} CPU(s): skipping the {cpus}-CPU measurement")
             continue
         use = cores[:cpus]
-        bare_s = bare_decode_seconds(files, use)
-        ours = extract_seconds(folder, warmup, use, work)
+        bare_s, ours = float("inf"), {"wall_s": float("inf")}
+        for rep in range(args.repeat):  # interleaved; the fastest of each side counts
+            bare_s = min(bare_s, bare_decode_seconds(files, use))
+            run = extract_seconds(folder, warmup, use, work / f"rep{rep}")
+            ours = run if run["wall_s"] < ours["wall_s"] else ours
         rates[cpus] = ours["media_s"] / ours["wall_s"]
         bare_rate = media_s / bare_s
         ratio = rates[cpus] / bare_rate
@@ -313,6 +318,7 @@ def run_benchmark(args: argparse.Namespace) -> None:
          "goal": "<= 1.5x", "met": mem_ratio <= 1.5},
     ]  # fmt: skip
     command = ["python", "bench/extract.py", *(["--quick"] if args.quick else [])]
+    command += [f"--repeat={args.repeat}"] if args.repeat != 2 else []
     saved = save_output(
         __file__, command, results, **({"out_dir": args.out_dir} if args.out_dir else {})
     )
