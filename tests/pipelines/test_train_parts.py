@@ -1,0 +1,133 @@
+"""The pieces under the Ray Train wrapper: gradient averaging across two real gloo processes,
+optimizer state round-trip without pickle, shard discovery, fingerprint and split datasets."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+from avemo_core.labels import EMOTIONS
+from pipelines import datasets
+from pipelines.train import (
+    GradientSync,
+    _fill_missing_modality,
+    _load_optimizer,
+    _save_optimizer,
+    selection_score,
+)
+from tests.services import free_port
+from tests.shard_factory import ShardSpec, write_clip_shards
+
+
+def _net() -> torch.nn.Module:
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1))
+
+
+def _data() -> tuple[torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(1)
+    return torch.randn(8, 4, generator=generator), torch.randn(8, 1, generator=generator)
+
+
+def _worker(rank: int, port: int, out: str) -> None:
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+    model = _net()
+    if rank == 1:
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(1.0)  # different start: the broadcast must undo it
+    GradientSync(model)
+    x, y = _data()
+    half = slice(rank * 4, rank * 4 + 4)
+    loss = torch.nn.functional.mse_loss(model(x[half]), y[half])
+    loss.backward()
+    torch.save({k: v.grad.clone() for k, v in model.named_parameters()}, f"{out}/grads{rank}.pt")
+    dist.destroy_process_group()
+
+
+def test_gradient_sync_matches_one_process_on_the_whole_batch(tmp_path: Path) -> None:
+    mp.spawn(_worker, args=(free_port(), str(tmp_path)), nprocs=2, join=True)
+    model = _net()
+    x, y = _data()
+    torch.nn.functional.mse_loss(model(x), y).backward()  # equal halves: mean of the two means
+    grads = [torch.load(tmp_path / f"grads{r}.pt", weights_only=True) for r in (0, 1)]
+    for name, param in model.named_parameters():
+        torch.testing.assert_close(grads[0][name], param.grad)
+        torch.testing.assert_close(grads[1][name], param.grad)
+
+
+def test_optimizer_state_round_trips_through_safetensors(tmp_path: Path) -> None:
+    model = _net()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=0.1)
+    x, y = _data()
+    for _ in range(2):
+        optimizer.zero_grad()
+        torch.nn.functional.mse_loss(model(x), y).backward()
+        optimizer.step()
+    groups = _save_optimizer(optimizer, tmp_path)
+    restored = torch.optim.AdamW(model.parameters(), lr=0.5)
+    _load_optimizer(restored, tmp_path, json.loads(json.dumps(groups)))
+    assert restored.param_groups[0]["lr"] == 0.1
+    before, after = optimizer.state_dict()["state"], restored.state_dict()["state"]
+    assert before.keys() == after.keys()
+    for index in before:
+        for name in ("step", "exp_avg", "exp_avg_sq"):
+            torch.testing.assert_close(before[index][name], after[index][name])
+
+
+def test_selection_score_averages_the_trained_conditions() -> None:
+    metrics = {"av/f1": 0.9, "a/f1": 0.6, "v/f1": float("nan")}
+    assert selection_score("colearn", metrics) == pytest.approx(0.5)  # undefined counts as 0
+    assert selection_score("av", metrics) == pytest.approx(0.9)
+    assert selection_score("audio", metrics) == pytest.approx(0.6)
+
+
+def test_single_modal_columns_mark_the_other_modality_absent() -> None:
+    columns = {"has_audio": np.array([True, False]), "has_visual": np.array([True, True])}
+    filled = _fill_missing_modality({**columns, "audio_features": np.array([b"x", b""], object)})
+    assert not filled["has_visual"].any() and list(filled["visual_features"]) == [b"", b""]
+    assert list(filled["has_audio"]) == [True, False]
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("parts-shards")
+    write_clip_shards(root, ShardSpec(clips=30, audio_frames=(4, 8), visual_frames=(1, 2)))
+    (root / "_errors").mkdir()
+    shutil.copy(root / "part-00000.parquet", root / "_errors" / "not-a-shard.parquet")
+    return root
+
+
+def test_inspect_skips_side_files_and_fingerprints_the_split_assignment(
+    shards: Path, tmp_path: Path
+) -> None:
+    info = datasets.inspect_shards(str(shards))
+    assert [Path(f).name for f in info.files] == ["part-00000.parquet", "part-00001.parquet"]
+    assert info.counts == {"train": 18, "valid": 6, "test": 6}
+    assert info.feature_config["source"] == "tests.shard_factory"
+    assert datasets.inspect_shards(str(shards)).fingerprint == info.fingerprint
+    other = tmp_path / "other"
+    write_clip_shards(other, ShardSpec(clips=30, audio_frames=(4, 8), visual_frames=(1, 2), seed=1))
+    assert datasets.inspect_shards(str(other)).fingerprint != info.fingerprint
+    with pytest.raises(datasets.DataError, match="no clip shards"):
+        datasets.inspect_shards(str(tmp_path / "empty"))
+
+
+def test_split_dataset_reads_one_split_and_only_the_mode_columns(
+    ray_cluster: None, shards: Path
+) -> None:
+    info = datasets.inspect_shards(str(shards))
+    train = datasets.training_datasets(info, "audio")["train"]
+    assert set(train.columns()) == {*datasets.SHAPE_COLUMNS, "audio_features", *EMOTIONS}
+    assert train.count() == info.counts["train"]
+    valid = datasets.split_dataset(info, "valid", datasets.batch_columns())
+    assert "visual_features" in valid.columns() and valid.count() == info.counts["valid"]
+    local = datasets.LocalBatches(info, "test", 4)
+    assert local.rows == 6 and sum(len(batch) for batch in local) == 6
