@@ -4,9 +4,10 @@ time of co-learning (three views) against the conventional av model.
     .venv/bin/python bench/train.py [--clips 192] [--epochs 3] [--model-size tiny] [--batch-size 16]
 
 Same synthetic shards (tests/shard_factory.py), same model and batch size everywhere. Ray Train's
-samples/s is measured inside the worker around `train_epoch` (the best epoch after the first,
-as for the plain loop: the least disturbed by other load on a shared machine), so it includes Ray Data's streaming, per-batch padding and the gradient all-reduce, not the
-cluster start or validation; the plain loop pads the same rows per pass in one process. Ray gives
+samples/s is measured inside the worker around `train_epoch`, so it includes Ray Data's streaming,
+per-batch padding and the gradient all-reduce, not the cluster start or validation; the plain loop
+pads the same rows per pass in one process. Both report their best epoch after the first (the one
+least disturbed by other load on a shared machine). Ray gives
 each worker one CPU (OMP_NUM_THREADS=1), so the plain loop runs with one torch thread too. Goals:
 Ray Train (1 worker) within 10% of the plain loop; colearn step <= 2.0x the av step.
 """
