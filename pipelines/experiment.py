@@ -15,10 +15,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import shutil
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
+
+import pyarrow.parquet as pq
 
 from avemo_core.checkpoint import load_checkpoint
 from avemo_core.colearning import CoLearningConfig, conditions_for_mode
@@ -202,8 +206,10 @@ def prepare_corpus(config: ExperimentConfig, out_dir: Path, log: Log = print) ->
         )
     corpus = json.loads(corpus_json.read_text())
     info = inspect_shards(str(shards))
+    compact = compact_shards(shards, out_dir / "shards-compact")
     return {
-        "shards": str(shards),
+        "shards": str(compact),
+        "compacted_files": len(inspect_shards(str(compact)).files),
         "synth_command": f"avemo synth DIR --clips {config.clips} --seed {config.corpus_seed}",
         "files": len(corpus.get("files", [])),
         "clips_per_split": info.counts,
@@ -212,6 +218,28 @@ def prepare_corpus(config: ExperimentConfig, out_dir: Path, log: Log = print) ->
         "feature_config": info.feature_config,
         "fingerprint": info.fingerprint,
     }
+
+
+def compact_shards(source: Path, target: Path, rows_per_file: int = 256) -> Path:
+    """The same clip rows, schema and metadata in a few large Parquet files, for training.
+
+    Extraction writes at least one small file per media file; Ray Data pays per file on every
+    epoch (a footer read and a task each), which on a busy 2-core machine cost more than the
+    training itself. Rows are sorted by clip id; `_SUCCESS.json` is copied last, as the marker.
+    """
+    if (target / SUCCESS_FILE).exists():
+        return target
+    info = inspect_shards(str(source))
+    schema = pq.read_schema(info.files[0])
+    table = pq.read_table(list(info.files), schema=schema).sort_by("clip_id")
+    target.mkdir(parents=True, exist_ok=True)
+    for index, start in enumerate(range(0, table.num_rows, rows_per_file)):
+        part = target / f"part-{index:05d}.parquet"
+        staging = target / f".{part.name}.tmp"
+        pq.write_table(table.slice(start, rows_per_file), staging)
+        os.replace(staging, part)
+    shutil.copyfile(source / SUCCESS_FILE, target / SUCCESS_FILE)
+    return target
 
 
 def run_experiment(

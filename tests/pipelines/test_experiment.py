@@ -76,3 +76,14 @@ def test_run_one_trains_tags_and_evaluates_on_test(
 def test_config_rejects_repeated_seeds() -> None:
     with pytest.raises(ValueError, match="seeds"):
         experiment.ExperimentConfig(seeds=(1, 1))
+
+
+def test_compact_shards_keeps_rows_schema_metadata_and_fingerprint(tmp_path: Path) -> None:
+    source = tmp_path / "shards"
+    write_clip_shards(source, ShardSpec(clips=30, files=6, seed=2))
+    target = experiment.compact_shards(source, tmp_path / "compact", rows_per_file=12)
+    before, after = inspect_shards(str(source)), inspect_shards(str(target))
+    assert len(after.files) == 3 and after.counts == before.counts
+    assert after.fingerprint == before.fingerprint
+    assert after.feature_config == before.feature_config
+    assert (target / "_SUCCESS.json").read_text() == (source / "_SUCCESS.json").read_text()
