@@ -27,9 +27,26 @@ from pipelines import experiment, experiment_report  # noqa: E402
 from pipelines.benchmarks_page import save_output  # noqa: E402
 from pipelines.provenance import REPO_ROOT, git_commit, machine_description  # noqa: E402
 
-QUICK = {"clips": 36, "seeds": (0,), "epochs": 2}
-# What changed on the way to the committed numbers, and why: shown on the page under the reading.
-NOTES: list[str] = []
+QUICK = {"clips": 36, "seeds": (0,), "epochs": 1}
+# Choices made on the way to the committed numbers, and why: shown on the page under the reading.
+NOTES: list[str] = [
+    "How the settings were chosen (on the validation split only, never on test):",
+    "",
+    "- **Learning rate 1e-3, 12 epochs, for every model.** A plain-loop probe on this corpus "
+    "(seed 0, validation macro-F1/AUC per epoch) at lr 3e-3 left the visual model at chance "
+    "(AUC 0.48 after 12 epochs) and the conventional model leaning on audio alone; at 1e-3 every "
+    "mode learned, the visual stream only after 5-8 epochs, hence 12 epochs with the best epoch "
+    "picked on validation. The same probe showed the tiny model still improving at epoch 10: "
+    "longer training would raise every row; the budget (2 shared cores) set the length.",
+    "- **Modality dropout p = 0.5** for the `av-dropout` ablation was fixed beforehand, not tuned.",
+    "- **One Ray Train worker per run.** The 2 cores were shared with other engineers' jobs "
+    "during the run (load average 20-40), so a second data-parallel worker would not have "
+    "shortened a run; each worker computes with one thread.",
+    "- **Compacted shards.** Extraction writes one small Parquet file per media file (432 here); "
+    "Ray Data paid for each file on every epoch (about 70 s of a 75 s audio epoch under that "
+    "load), so training and test read a copy repacked into 4 files (same rows, schema, metadata "
+    "and data fingerprint).",
+]
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
