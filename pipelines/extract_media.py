@@ -166,9 +166,11 @@ def extract_media(
             info = probe(local)
             duration_s = info.duration_s
             writer = ShardWriter(store, media_id, schema, rows_per_shard)
-            for row in _decoded_rows(extractor.rows(local, task.uri, info, task.segments, stats)):
-                with _writing():
-                    writer.add(row)
+            rows = extractor.rows(local, task.uri, info, task.segments, stats)
+            with contextlib.closing(rows):  # on failure its ffmpeg processes stop at once
+                for row in _decoded_rows(rows):
+                    with _writing():
+                        writer.add(row)
             with _writing():
                 parts = writer.close()
         marker = {
@@ -190,9 +192,9 @@ def extract_media(
     except MediaError as err:
         status = "failed"
         result.update(stage=err.stage, kind=err.kind, message=err.message)
-        if writer is not None:
-            writer.abort()
         with contextlib.suppress(Exception):
+            if writer is not None:
+                writer.abort()
             store.clear_media(media_id)
         with contextlib.suppress(Exception):  # the driver still reports it from the result row
             store.write_error(
