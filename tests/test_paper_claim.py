@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from pipelines import tracking
 from pipelines.experiment_report import METRICS
 from pipelines.provenance import REPO_ROOT
@@ -20,6 +22,10 @@ TAKES = {"audio": {"a"}, "visual": {"v"}}
 CONDITIONS = ["av", "a", "v"]
 
 
+# Synth + extraction + six Ray Train runs: minutes even on idle cores (15+ min on a busy 2-core
+# machine), so it runs in `make test-all`; tests/pipelines/test_experiment.py keeps one real run
+# of the grid in the default suite.
+@pytest.mark.slow
 def test_quick_run_writes_a_complete_table(tmp_path: Path) -> None:
     out = tmp_path / "work"
     proc = subprocess.run(
