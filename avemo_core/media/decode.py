@@ -66,10 +66,19 @@ def scaled_size(width: int, height: int, max_side_px: int) -> tuple[int, int]:
     return w, h
 
 
+def _input(
+    url: str, start_s: float, duration_s: float, threads: int
+) -> ffmpeg.nodes.FilterableStream:
+    """The input with fixed-point times (ffmpeg rejects exponent notation such as 1e-05)."""
+    return ffmpeg.input(
+        url, ss=f"{start_s:.6f}", t=f"{duration_s:.6f}", protocol_whitelist="file", threads=threads
+    )
+
+
 def _audio_args(
     url: str, start_s: float, duration_s: float, rate_hz: int, threads: int
 ) -> list[str]:
-    source = ffmpeg.input(url, ss=start_s, t=duration_s, protocol_whitelist="file", threads=threads)
+    source = _input(url, start_s, duration_s, threads)
     out = source.output(
         "pipe:", map="0:a:0", ac=1, ar=rate_hz, acodec="pcm_f32le", format="f32le", vn=None
     )
@@ -79,7 +88,7 @@ def _audio_args(
 def _video_args(
     url: str, start_s: float, duration_s: float, fps: float, size: tuple[int, int], threads: int
 ) -> list[str]:
-    source = ffmpeg.input(url, ss=start_s, t=duration_s, protocol_whitelist="file", threads=threads)
+    source = _input(url, start_s, duration_s, threads)
     # fps first so only sampled frames are scaled; ffmpeg has already applied the rotation
     chain = f"fps={fps!r},scale={size[0]}:{size[1]}:flags=area,format=gray"
     out = source.output(
