@@ -275,11 +275,12 @@ def setup_facts(results: Mapping[str, Any]) -> dict[str, str]:
         f"{corpus['media_hours'] * 60:.0f} min of media, {sum(splits.values())} labelled clips "
         f"(train {splits['train']}, valid {splits['valid']}, test {splits['test']}; split by "
         f"speaker), extracted by `avemo extract` (Ray Data) with "
-        f"{corpus['extract_errors']} errors",
+        f"{corpus['extract_errors']} errors; training reads them repacked into "
+        f"{corpus.get('compacted_files', '?')} files",
         "Features": f"{audio.get('num_mel_bins', 80)}-bin log-mel at 10 ms; grey "
         f"{visual.get('crop_px', 64)} px face crops at {visual.get('fps', 5):g} fps",
         "Test clips per condition": ", ".join(
-            f"{CONDITION_NAMES[c]} {int(n)}" for c, n in sorted(test_sizes.items())
+            f"{CONDITION_NAMES[c]} {int(test_sizes[c])}" for c in CONDITIONS if c in test_sizes
         )
         + " (a condition takes the labelled clips that hold its modalities)",
         "Model": f"`{config['model_size']}` cross-modal transformer, "
@@ -308,6 +309,14 @@ def page(results: Mapping[str, Any], png_name: str) -> str:
         f"Produced by `{results['command']}` (commit `{results['commit']}`), "
         f"finished {results.get('finished_utc', '?')} "
         f"after {results.get('wall_s', 0) / 60:.0f} min.",
+        *(
+            [
+                "(`+dirty`: other engineers' uncommitted files were in the shared working tree; "
+                "the experiment's own code was committed.)"
+            ]
+            if str(results["commit"]).endswith("+dirty")
+            else []
+        ),
         "",
         "The claim (Takashima et al., Interspeech 2022): a conventional audio-visual model fails "
         "when a modality is missing; one cross-modal transformer trained by interactive "
@@ -359,10 +368,12 @@ def page(results: Mapping[str, Any], png_name: str) -> str:
         out += ["", "Ablations (differences of mean macro-F1):", "", *ablations]
     if results.get("notes"):
         out += ["", *results["notes"]]
-    missing = results.get("missing", [])
+    reasons = {(m["variant"], m["seed"]): m["reason"] for m in results.get("missing", [])}
+    done = {(r["variant"], r["seed"]) for r in results["runs"]}
+    absent = [(v, seed) for v in variants for seed in seeds if (v, seed) not in done]
     out += ["", "## Missing runs", ""]
-    if missing:
-        out += [f"- `{m['variant']}` seed {m['seed']}: {m['reason']}" for m in missing]
+    if absent:
+        out += [f"- `{v}` seed {seed}: {reasons.get((v, seed), 'not run')}" for v, seed in absent]
     else:
         out.append(f"None: all {len(variants)} models x {len(seeds)} seeds finished.")
     out += [
