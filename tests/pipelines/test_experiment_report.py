@@ -128,9 +128,10 @@ def test_write_page_writes_markdown_with_numeric_cells_and_a_linked_png(tmp_path
     assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 10_000
     assert "![" in text and "(results.png)" in text
     assert "`visual` seed 2: did not finish in time" in text
-    records = [r for r in records if r["variant"] != "colearn"]
-    text = report.page(_results(records), "results.png")
-    assert "`colearn` seed 0: not run" in text and "`colearn` seed 2: not run" in text
+    partial = report.page(
+        _results([r for r in records if r["variant"] != "colearn"]), "results.png"
+    )
+    assert "`colearn` seed 0: not run" in partial and "`colearn` seed 2: not run" in partial
     assert "A note from the driver." in text
     for metric in report.METRICS.values():
         section = text.split(f"### {metric}\n\n", 1)[1].split("\n\n", 1)[0]
