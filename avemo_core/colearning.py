@@ -107,14 +107,18 @@ def _softened(logits: torch.Tensor, temperature: float) -> torch.Tensor:
     return torch.sigmoid(logits.detach().float() / temperature)
 
 
-def _drop_modalities(batch: Batch, probability: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Masks with one modality (audio or visual, even odds) dropped for a share of av samples."""
+def _drop_modalities(batch: Batch, probability: float) -> Batch:
+    """The batch with one modality (audio or visual, even odds) masked for a share of av samples."""
     both = batch.has_audio & batch.has_visual  # (B,)
     draw = torch.rand(2, len(batch), device=batch.audio_mask.device)  # (2, B)
     drop = both & (draw[0] < probability)
     drop_audio = drop & (draw[1] < 0.5)
     drop_visual = drop & ~drop_audio
-    return batch.audio_mask & ~drop_audio[:, None], batch.visual_mask & ~drop_visual[:, None]
+    return dataclasses.replace(
+        batch,
+        audio_mask=batch.audio_mask & ~drop_audio[:, None],
+        visual_mask=batch.visual_mask & ~drop_visual[:, None],
+    )
 
 
 def _finish(
@@ -130,36 +134,37 @@ def _finish(
 def colearning_loss(
     model: CrossModalTransformer, batch: Batch, config: CoLearningConfig
 ) -> LossOutput:
-    """The training loss of one batch under `config.mode`; terms with weight 0 are not computed."""
+    """The training loss of one batch under `config.mode`; terms with weight 0 are not computed.
+
+    Only `model(...)` is called, so `model` may be a DistributedDataParallel wrapper of one.
+    """
     known = batch.label_known
     has_audio, has_visual = batch.has_audio, batch.has_visual
     if config.mode == "audio":
-        logits = {"a": model.fuse(model.encode_audio(batch.audio, batch.audio_mask), None)}
+        logits = model(batch, views=("a",))
         terms = {"bce_a": masked_bce(logits["a"], batch.labels, has_audio & known)}
         return _finish(terms, {"bce_a": 1.0}, logits)
     if config.mode == "visual":
-        logits = {"v": model.fuse(None, model.encode_visual(batch.visual, batch.visual_mask))}
+        logits = model(batch, views=("v",))
         terms = {"bce_v": masked_bce(logits["v"], batch.labels, has_visual & known)}
         return _finish(terms, {"bce_v": 1.0}, logits)
 
-    audio_mask, visual_mask = batch.audio_mask, batch.visual_mask
-    if config.mode == "av" and model.training and config.modality_dropout > 0.0:
-        audio_mask, visual_mask = _drop_modalities(batch, config.modality_dropout)
-    audio = model.encode_audio(batch.audio, audio_mask)
-    visual = model.encode_visual(batch.visual, visual_mask)
     # Selection by what the data holds: a dropped modality still counts as an av sample.
     both = has_audio & has_visual & known
-    logits = {"av": model.fuse(audio, visual)}
-    terms = {"bce_av": masked_bce(logits["av"], batch.labels, both)}
-    weights = {"bce_av": 1.0}
     if config.mode == "av":
-        return _finish(terms, weights, logits)
+        if model.training and config.modality_dropout > 0.0:
+            batch = _drop_modalities(batch, config.modality_dropout)
+        logits = model(batch, views=("av",))
+        terms = {"bce_av": masked_bce(logits["av"], batch.labels, both)}
+        return _finish(terms, {"bce_av": 1.0}, logits)
 
-    logits["a"] = model.fuse(audio, None)
-    logits["v"] = model.fuse(None, visual)
-    terms["bce_a"] = masked_bce(logits["a"], batch.labels, has_audio & known)
-    terms["bce_v"] = masked_bce(logits["v"], batch.labels, has_visual & known)
-    weights.update(bce_a=1.0, bce_v=1.0)
+    logits = model(batch, views=("av", "a", "v"))  # one encoding of each modality for all three
+    terms = {
+        "bce_av": masked_bce(logits["av"], batch.labels, both),
+        "bce_a": masked_bce(logits["a"], batch.labels, has_audio & known),
+        "bce_v": masked_bce(logits["v"], batch.labels, has_visual & known),
+    }
+    weights = {"bce_av": 1.0, "bce_a": 1.0, "bce_v": 1.0}
     t = config.temperature
     if config.transfer_to_single > 0.0:
         teacher = _softened(logits["av"], t)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -194,7 +195,8 @@ class AudioFrontEnd(nn.Module):
     """Utterance mean/variance normalisation, then two stride-2 convolutions (x4 fewer steps).
 
     Padded frames are zeroed before each convolution and the output length follows from the input
-    length, so a padded sample gives exactly the steps of the unpadded one.
+    length, so a padded sample gives exactly the steps of the unpadded one. Masks are prefixes
+    (real frames first, padding after), as `avemo_core.data.collate` builds them.
     """
 
     def __init__(self, config: ModelConfig) -> None:
@@ -327,16 +329,33 @@ class CrossModalTransformer(nn.Module):
             present.append(visual.mask.any(dim=1))
         weights = torch.stack(present, dim=1).to(pooled[0].dtype)  # (B, S)
         stacked = torch.stack(pooled, dim=1)  # (B, S, D)
-        fused = (stacked * weights[..., None]).sum(dim=1) / weights.sum(dim=1, keepdim=True).clamp(
-            min=1.0
-        )
-        return self.head(fused)  # (B, num_labels)
+        streams = weights.sum(dim=1, keepdim=True).clamp(min=1.0)  # (B, 1)
+        summed = (stacked * weights[..., None]).sum(dim=1)  # (B, D)
+        return self.head(summed / streams)  # (B, num_labels): head on the mean of present streams
 
-    def forward(self, batch: Batch, condition: str = "av") -> torch.Tensor:
-        """Logits (B, num_labels) under condition `av`, `a` or `v`."""
-        if condition not in CONDITIONS:
-            raise ValueError(f"unknown condition {condition!r}; choose one of {CONDITIONS}")
-        use_audio, use_visual = CONDITION_MODALITIES[condition]
+    def forward(
+        self, batch: Batch, condition: str = "av", views: Sequence[str] | None = None
+    ) -> torch.Tensor | dict[str, torch.Tensor]:
+        """Logits (B, num_labels) under condition `av`, `a` or `v`.
+
+        With `views` (e.g. ("av", "a", "v")), `condition` is ignored and a dict condition -> logits
+        comes back, every view computed from one encoding of each modality. Co-learning goes
+        through here rather than calling `encode_*`/`fuse` itself so that a DistributedDataParallel
+        wrapper, which only hooks `forward`, sees the whole step.
+        """
+        wanted = tuple(views) if views is not None else (condition,)
+        unknown = [c for c in wanted if c not in CONDITIONS]
+        if unknown or not wanted:
+            raise ValueError(f"unknown condition(s) {unknown}; choose from {CONDITIONS}")
+        use_audio = any(CONDITION_MODALITIES[c][0] for c in wanted)
+        use_visual = any(CONDITION_MODALITIES[c][1] for c in wanted)
         audio = self.encode_audio(batch.audio, batch.audio_mask) if use_audio else None
         visual = self.encode_visual(batch.visual, batch.visual_mask) if use_visual else None
-        return self.fuse(audio, visual)
+        logits = {
+            c: self.fuse(
+                audio if CONDITION_MODALITIES[c][0] else None,
+                visual if CONDITION_MODALITIES[c][1] else None,
+            )
+            for c in wanted
+        }
+        return logits if views is not None else logits[condition]

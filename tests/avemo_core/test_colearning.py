@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+from pathlib import Path
 
 import pytest
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel
 from torch.utils.flop_counter import FlopCounterMode
 
 from avemo_core.colearning import (
@@ -211,3 +215,25 @@ def test_config_validation_and_conditions() -> None:
     }
     with pytest.raises(ValueError):
         conditions_for_mode("both")
+
+
+def test_colearning_through_a_distributed_data_parallel_wrapper(tmp_path: Path) -> None:
+    """Ray Train wraps the model in DDP, which only hooks `forward`: the loss must go through it."""
+    torch.manual_seed(0)
+    plain = CrossModalTransformer(ModelConfig.named("tiny")).train()
+    twin = copy.deepcopy(plain)
+    batch = random_batch(9)
+    dist.init_process_group(
+        "gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1
+    )
+    try:
+        wrapped = DistributedDataParallel(twin)
+        via_ddp = colearning_loss(wrapped, batch, CoLearningConfig())
+        via_ddp.loss.backward()
+    finally:
+        dist.destroy_process_group()
+    direct = colearning_loss(plain, batch, CoLearningConfig())
+    direct.loss.backward()
+    assert via_ddp.parts == pytest.approx(direct.parts, rel=1e-6)
+    for (name, p), q in zip(plain.named_parameters(), twin.parameters(), strict=True):
+        torch.testing.assert_close(q.grad, p.grad, msg=name)

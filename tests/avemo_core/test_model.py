@@ -153,3 +153,13 @@ def test_importing_the_model_does_not_import_ray() -> None:
         "assert 'ray' not in sys.modules"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_views_share_one_encoding_and_match_single_conditions(model: CrossModalTransformer) -> None:
+    batch = random_batch(5)
+    views = model(batch, views=("av", "a", "v"))
+    assert set(views) == {"av", "a", "v"}
+    for condition, logits in views.items():
+        torch.testing.assert_close(logits, model(batch, condition), atol=1e-6, rtol=0)
+    with pytest.raises(ValueError, match="unknown condition"):
+        model(batch, views=("av", "x"))
