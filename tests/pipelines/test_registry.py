@@ -19,17 +19,18 @@ from pipelines.train import selection_score
 from tests.shard_factory import ShardSpec, write_clip_shards
 
 
-def _trained_checkpoint(
-    info: datasets.ShardInfo, epochs: int, out: Path, fingerprint: str
+def _train_and_save(
+    model: CrossModalTransformer,
+    info: datasets.ShardInfo,
+    epochs: int,
+    out: Path,
+    fingerprint: str,
 ) -> tuple[Path, float]:
-    """A tiny model trained `epochs` epochs by the plain loop, saved with its real val_score."""
-    training.seed_everything(0)
-    model = CrossModalTransformer(ModelConfig.named("tiny"))
+    """Train `model` `epochs` more epochs by the plain loop; save it with its real val_score."""
     config = training.TrainConfig(epochs=epochs, batch_size=8)
     train = datasets.LocalBatches(info, "train", 8)
     valid = datasets.LocalBatches(info, "valid", 8)
-    colearning = CoLearningConfig()
-    training.fit(model, train, valid, colearning, config, torch.device("cpu"))
+    training.fit(model, train, valid, CoLearningConfig(), config, torch.device("cpu"))
     metrics, thresholds = training.validate(
         model, valid, conditions_for_mode("colearn"), torch.device("cpu")
     )
@@ -43,7 +44,6 @@ def _trained_checkpoint(
             labels=list(EMOTIONS),
             feature_config=info.feature_config,
             metadata={
-                "epoch": epochs - 1,
                 "metrics": {"val_score": score},
                 "mode": "colearn",
                 "data_fingerprint": fingerprint,
@@ -57,7 +57,7 @@ def _trained_checkpoint(
 def shard_info(tmp_path_factory: pytest.TempPathFactory) -> datasets.ShardInfo:
     root = tmp_path_factory.mktemp("gate-shards")
     write_clip_shards(
-        root, ShardSpec(clips=90, seed=5, audio_frames=(16, 32), visual_frames=(2, 4))
+        root, ShardSpec(clips=80, seed=5, audio_frames=(16, 32), visual_frames=(2, 4))
     )
     return datasets.inspect_shards(str(root))
 
@@ -66,9 +66,11 @@ def test_champion_moves_only_to_a_better_model(
     mlflow_uri: str, shard_info: datasets.ShardInfo, tmp_path: Path
 ) -> None:
     fingerprint = shard_info.fingerprint
-    first, first_score = _trained_checkpoint(shard_info, 2, tmp_path / "first", fingerprint)
-    worse, worse_score = _trained_checkpoint(shard_info, 0, tmp_path / "worse", fingerprint)
-    better, better_score = _trained_checkpoint(shard_info, 8, tmp_path / "better", "other-data")
+    training.seed_everything(0)
+    model = CrossModalTransformer(ModelConfig.named("tiny"))
+    worse, worse_score = _train_and_save(model, shard_info, 0, tmp_path / "worse", fingerprint)
+    first, first_score = _train_and_save(model, shard_info, 1, tmp_path / "first", fingerprint)
+    better, better_score = _train_and_save(model, shard_info, 4, tmp_path / "better", "other")
     assert worse_score < first_score < better_score  # the data are learnable, so this holds
 
     run_id = tracking.start_or_resume_run(mlflow_uri, "test-gate", "gate", None, {"p": 1})
