@@ -62,6 +62,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--model-size", choices=("tiny", "base"), help="default tiny")
     parser.add_argument("--mlflow-uri", help="tracking URI (default SQLite in the work folder)")
     parser.add_argument("--deadline-min", type=float, help="start no new run after this long")
+    parser.add_argument(
+        "--reverse", action="store_true", help="walk the grid backwards (a second driver)"
+    )
     parser.add_argument("--page-only", action="store_true", help="rebuild from results.json")
     return parser.parse_args(argv)
 
@@ -88,7 +91,9 @@ def main(argv: list[str] | None = None) -> int:
     else:
         config = config_from(args)
         deadline_s = args.deadline_min * 60 if args.deadline_min else None
-        results = experiment.run_experiment(config, out, args.mlflow_uri, deadline_s=deadline_s)
+        results = experiment.run_experiment(
+            config, out, args.mlflow_uri, deadline_s=deadline_s, reverse=args.reverse
+        )
         argv_text = " ".join(sys.argv[1:] if argv is None else argv)
         results["command"] = f"python bench/paper_claim.py {argv_text}".strip()
         results["commit"] = git_commit()

@@ -248,11 +248,13 @@ def run_experiment(
     tracking_uri: str | None = None,
     log: Log = print,
     deadline_s: float | None = None,
+    reverse: bool = False,
 ) -> dict[str, Any]:
     """Prepare the corpus, run every (seed, variant) not yet saved, and return the results dict
     the report module turns into the page. The four modes run for every seed before the ablations,
     so a deadline (seconds of wall time for the whole call; no run starts after it) cuts ablations
-    first; what it cuts is listed as missing."""
+    first; what it cuts is listed as missing. Two drivers may share one output folder and split
+    the grid (the second with `reverse`): each run is claimed before it starts."""
     import ray
 
     out = Path(out_dir).resolve()
@@ -261,10 +263,14 @@ def run_experiment(
     uri = tracking.resolve_tracking_uri(tracking_uri or str(out / "mlflow.db"))
     if not ray.is_initialized():
         # Logical CPUs beyond the cores, so train workers and Ray Data readers fit together.
-        ray.init(num_cpus=max(4, config.workers + 2), include_dashboard=False)
+        ray.init(
+            num_cpus=max(4, config.workers + 2),
+            include_dashboard=False,
+            object_store_memory=1 << 30,  # batches are small; leaves room for a second driver
+        )
     corpus = prepare_corpus(config, out, log)
     test = LocalBatches(inspect_shards(corpus["shards"]), "test", batch_size=32)
-    runs, missing = [], []
+    missing = []
     # The four modes for every seed first, then the ablations: a deadline cuts ablations first.
     variants = config.variants()
     order = [
@@ -274,13 +280,17 @@ def run_experiment(
         for v in variants
         if (v.name in CORE) == core
     ]
+    if reverse:
+        order.reverse()
     for seed, variant in order:
         path = run_path(out, variant.name, seed)
         if path.exists():
-            runs.append(json.loads(path.read_text()))
             continue
         if deadline_s is not None and time.monotonic() - began > deadline_s:
             missing.append({"variant": variant.name, "seed": seed, "reason": "deadline passed"})
+            continue
+        if not _claim(path):
+            log(f"experiment: {variant.name} seed {seed} is another driver's")
             continue
         log(f"experiment: training {variant.name} seed {seed}")
         try:
@@ -289,9 +299,12 @@ def run_experiment(
             log(f"experiment: {variant.name} seed {seed} failed: {err!r}")
             missing.append({"variant": variant.name, "seed": seed, "reason": repr(err)[:300]})
             continue
-        runs.append(record)
         f1 = ", ".join(f"{c} {s['f1']:.3f}" for c, s in record["test"].items())
         log(f"experiment: {variant.name} seed {seed}: test F1 {f1} ({record['train_s']:.0f} s)")
+    # Every finished run in the folder, also those another driver ran beside this one.
+    grid = {(v.name, seed) for v in variants for seed in config.seeds}
+    runs = [json.loads(p.read_text()) for p in sorted((out / "runs").glob("*.json"))]
+    runs = [r for r in runs if (r["variant"], r["seed"]) in grid]
     model_config = ModelConfig.named(config.model_size)
     return {
         "experiment": config.name,
@@ -319,6 +332,27 @@ def run_experiment(
         "finished_utc": _utc_now(),
         "wall_s": time.monotonic() - began,
     }
+
+
+def _claim(record_path: Path) -> bool:
+    """Take the run for this process (`<record>.claim` holds its pid); False when a live process
+    holds it. A claim left by a process that is gone is taken over (its run resumes)."""
+    claim = record_path.with_suffix(".claim")
+    claim.parent.mkdir(parents=True, exist_ok=True)
+    for _ in range(2):
+        try:
+            fd = os.open(claim, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            try:
+                os.kill(int(claim.read_text() or "0"), 0)
+                return False
+            except (ProcessLookupError, ValueError):
+                claim.unlink(missing_ok=True)
+                continue
+        with os.fdopen(fd, "w") as handle:
+            handle.write(str(os.getpid()))
+        return True
+    return False
 
 
 def _utc_now() -> str:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -87,3 +89,17 @@ def test_compact_shards_keeps_rows_schema_metadata_and_fingerprint(tmp_path: Pat
     assert after.fingerprint == before.fingerprint
     assert after.feature_config == before.feature_config
     assert (target / "_SUCCESS.json").read_text() == (source / "_SUCCESS.json").read_text()
+
+
+def test_a_run_is_claimed_once_and_a_dead_claim_is_taken_over(tmp_path: Path) -> None:
+    record = experiment.run_path(tmp_path, "colearn", 0)
+    assert experiment._claim(record) is True
+    assert experiment._claim(record) is False  # held by this (live) process
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    record.with_suffix(".claim").write_text(dead)
+    assert experiment._claim(record) is True
