@@ -104,6 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         results["commit"] = git_commit()
         results["machine"] = machine_description()
     results["notes"] = NOTES  # the current notes, also when only the page is rebuilt
+    results["all_present_f1"] = experiment.all_present_f1(results["corpus"]["shards"])
     results_path.write_text(json.dumps(results, indent=2) + "\n")
     written = experiment_report.write_page(results, page, page.with_suffix(".png"))
     (page.parent / "results.json").write_text(results_path.read_text())

@@ -23,11 +23,13 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow.parquet as pq
+import torch
 
 from avemo_core.checkpoint import load_checkpoint
 from avemo_core.colearning import CoLearningConfig, conditions_for_mode
 from avemo_core.config import FrozenConfig, require
 from avemo_core.data import Batch
+from avemo_core.labels import CONDITION_MODALITIES
 from avemo_core.model import CrossModalTransformer, ModelConfig
 from avemo_core.synth.config import SynthConfig
 from avemo_core.synth.corpus import MANIFEST_NAME, write_corpus
@@ -218,6 +220,25 @@ def prepare_corpus(config: ExperimentConfig, out_dir: Path, log: Log = print) ->
         "feature_config": info.feature_config,
         "fingerprint": info.fingerprint,
     }
+
+
+def all_present_f1(shards: str) -> dict[str, float]:
+    """Per condition, the test macro-F1 of deciding every emotion present: the floor a model must
+    beat before its F1 means anything (WA and AUC have 0.5 for that)."""
+    test = LocalBatches(inspect_shards(shards), "test", batch_size=256)
+    out = {}
+    for condition, (needs_audio, needs_visual) in CONDITION_MODALITIES.items():
+        labels = [
+            b.labels[
+                b.label_known
+                & (b.has_audio if needs_audio else True)
+                & (b.has_visual if needs_visual else True)
+            ]
+            for b in test
+        ]
+        rate = torch.cat(labels).mean(dim=0)  # (E,) share of clips with each emotion
+        out[condition] = float((2 * rate / (1 + rate)).mean())
+    return out
 
 
 def compact_shards(source: Path, target: Path, rows_per_file: int = 256) -> Path:

@@ -347,6 +347,14 @@ def page(results: Mapping[str, Any], png_name: str) -> str:
     ]
     for metric, label in METRICS.items():
         out += [f"### {label}", "", markdown_table(table(summary, variants, metric)), ""]
+    if "all_present_f1" in results:
+        floor = results["all_present_f1"]
+        out += [
+            "For scale: deciding every emotion present scores macro-F1 "
+            + ", ".join(f"{floor[c]:.3f} ({CONDITION_NAMES[c]})" for c in CONDITIONS if c in floor)
+            + " on these test clips; mean WA and AUC are 0.5 at chance.",
+            "",
+        ]
     out += ["## Reading", "", "The claim's parts, tested on macro-F1 (means over seeds):", ""]
     for check in check_claims(summary):
         verdict = {True: "**holds**", False: "**does not hold**", None: "**not measured**"}[

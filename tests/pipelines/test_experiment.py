@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from avemo_core.checkpoint import load_checkpoint
+from avemo_core.labels import EMOTIONS
 from pipelines import experiment, tracking
 from pipelines.datasets import LocalBatches, inspect_shards
 from tests.shard_factory import ShardSpec, make_rows, write_clip_shards
@@ -103,3 +104,12 @@ def test_a_run_is_claimed_once_and_a_dead_claim_is_taken_over(tmp_path: Path) ->
     ).stdout.strip()
     record.with_suffix(".claim").write_text(dead)
     assert experiment._claim(record) is True
+
+
+def test_all_present_f1_is_the_f1_of_predicting_every_emotion(tmp_path: Path) -> None:
+    write_clip_shards(tmp_path, SPEC)
+    floor = experiment.all_present_f1(str(tmp_path))
+    rows = [r for r in make_rows(SPEC) if r["split"] == "test" and r["has_audio"]]
+    rates = [sum(r[e] > 0 for r in rows) / len(rows) for e in EMOTIONS]
+    assert floor["a"] == pytest.approx(sum(2 * p / (1 + p) for p in rates) / len(rates))
+    assert set(floor) == {"av", "a", "v"}

@@ -115,6 +115,7 @@ def _results(records: list[dict]) -> dict:
         "runs": records,
         "missing": [{"variant": "visual", "seed": 2, "reason": "did not finish in time"}],
         "notes": ["A note from the driver."],
+        "all_present_f1": {"av": 0.45, "a": 0.46, "v": 0.44},
     }
 
 
@@ -133,6 +134,7 @@ def test_write_page_writes_markdown_with_numeric_cells_and_a_linked_png(tmp_path
     )
     assert "`colearn` seed 0: not run" in partial and "`colearn` seed 2: not run" in partial
     assert "A note from the driver." in text
+    assert "macro-F1 0.450 (audio+visual), 0.460 (audio only), 0.440 (visual only)" in text
     for metric in report.METRICS.values():
         section = text.split(f"### {metric}\n\n", 1)[1].split("\n\n", 1)[0]
         rows = [line.strip("|").split("|") for line in section.splitlines()[2:]]
