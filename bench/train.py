@@ -106,7 +106,7 @@ def main() -> None:
         rates = plain_rates(info, model_config, config)
         plain, colearn_step = rates["colearn"]
         av_step = rates["av"][1]
-        print(f"plain loop (colearn):   {plain:8.1f} samples/s")
+        print(f"plain loop (colearn):   {plain:8.1f} samples/s (before the Ray runs)")
         print(
             f"step time colearn {colearn_step * 1e3:.1f} ms, av {av_step * 1e3:.1f} ms: "
             f"{colearn_step / av_step:.2f}x (goal <= 2.0x)"
@@ -121,10 +121,16 @@ def main() -> None:
                     f"(whole run {wall:.0f} s incl. start, validation, MLflow)"
                 )
                 if workers == 1:
+                    ray_one = rate
                     overhead = 1.0 - rate / plain
                     print(f"Ray Train overhead vs plain loop: {overhead:+.1%} (goal <= 10%)")
         finally:
             ray.shutdown()
+        after = plain_rates(info, model_config, config)["colearn"][0]
+        print(f"plain loop (colearn):   {after:8.1f} samples/s (after the Ray runs)")
+        print(
+            f"Ray Train 1 worker vs the better plain run: {1.0 - ray_one / max(plain, after):+.1%}"
+        )
 
 
 if __name__ == "__main__":

@@ -49,6 +49,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--resume", action="store_true", help="continue the run in --storage")
     parser.add_argument("--max-failures", type=int, default=2, help="worker-group restarts")
+    parser.add_argument(
+        "--no-cache-data",
+        action="store_true",
+        help="stream the splits from Parquet every epoch (data larger than Ray's object store)",
+    )
     parser.add_argument("--keep-checkpoints", type=int, default=2, help="best N kept")
     parser.add_argument(
         "--mlflow-uri", help="tracking URI (default: MLFLOW_TRACKING_URI, ./mlflow.db)"
@@ -118,6 +123,7 @@ def run(args: argparse.Namespace) -> int:
             tracking_uri=tracking.resolve_tracking_uri(args.mlflow_uri),
             experiment=args.experiment,
             resume=args.resume,
+            cache_data=not args.no_cache_data,
         )
         tracking.check_reachable(settings.tracking_uri)
         info = datasets.inspect_shards(args.data)
