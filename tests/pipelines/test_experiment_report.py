@@ -162,3 +162,20 @@ def test_conventional_models_with_av_thresholds_get_their_own_line(tmp_path: Pat
     line = next(x for x in page.splitlines() if x.startswith("- `av` with its audio+visual"))
     assert "audio only 0.100 ± 0.000 (vs 0.300 ± 0.010)" in line
     assert "visual only 0.050 ± 0.000 (vs 0.200 ± 0.010)" in line
+
+
+def test_in_short_counts_what_holds_and_explains_a_missing_collapse() -> None:
+    holds = report.aggregate(_records(HOLDS))
+    text = report.in_short(report.check_claims(holds), holds, {"runs": []})[0]
+    assert text.startswith("In short: 5 of the 5 measured parts")
+    assert "does not collapse" not in text
+    numbers = {k: dict(v) for k, v in HOLDS.items()}
+    numbers["av"] = {"av": 0.70, "a": 0.58, "v": 0.48}  # no collapse after recalibration
+    records = _records(numbers)
+    for r in records:
+        if r["variant"] == "av":
+            r["test_av_thresholds"] = {"a": {"f1": 0.55}, "v": {"f1": 0.24}}
+    summary = report.aggregate(records)
+    text = report.in_short(report.check_claims(summary), summary, {"runs": records})[0]
+    assert text.startswith("In short: 3 of the 5 measured parts")
+    assert "visual only F1 falls to 50% of the recalibrated value" in text
