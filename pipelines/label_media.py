@@ -29,7 +29,7 @@ from pipelines.labeller import MEDIA_CLIPS_COLUMN
 ROWS_PER_TABLE = 8
 # Memory reserved per decoding task (ffmpeg pipes, one clip's samples and frames). Asking for it
 # also keeps decoding a task stage of its own instead of being fused into the inference actors.
-DECODE_MEMORY_BYTES = 512 * 1024**2
+DECODE_MEMORY_BYTES = 1024**3
 
 
 @functools.lru_cache(maxsize=4)
