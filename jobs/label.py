@@ -49,7 +49,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--concurrency",
         type=int,
         default=None,
-        help="inference actors (default: one per GPU, else 1)",
+        help="inference actors (default: one per GPU, else 1 to a quarter of the CPUs)",
     )
     parser.add_argument(
         "--gpu",

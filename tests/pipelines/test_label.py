@@ -4,6 +4,8 @@ and per-media tags out; incremental reruns; a checkpoint or registry version pin
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -35,9 +37,8 @@ def _config(
     return LabelConfig(input_uri=str(source), output_uri=str(out), model_uri=str(model), **changes)
 
 
-def _direct_probabilities(checkpoint: Path, row: dict, condition: str) -> np.ndarray:
+def _direct_probabilities(model: torch.nn.Module, row: dict, condition: str) -> np.ndarray:
     """The model run on this one clip alone: what the pipeline must reproduce."""
-    model = load_checkpoint(checkpoint).model
     batch = batch_from_columns({key: [value] for key, value in row.items()})
     with torch.inference_mode():
         return torch.sigmoid(model(batch, condition))[0].numpy()
@@ -65,13 +66,14 @@ def test_shards_get_every_condition_their_clips_support(tmp_path: Path, checkpoi
             == expected[(row["has_audio"], row["has_visual"])]
         )
     # Batching, padding and the shared encoder pass change nothing: each clip alone gives the same.
+    model = load_checkpoint(checkpoint).model
     for i, clip_id in enumerate(labels.column("clip_id").to_pylist()[:8]):
         row = rows[clip_id]
         for condition, (needs_audio, needs_visual) in CONDITION_MODALITIES.items():
             if (row["has_audio"] or not needs_audio) and (row["has_visual"] or not needs_visual):
                 got = probs(labels.slice(i, 1), condition)[0]
                 np.testing.assert_allclose(
-                    got, _direct_probabilities(checkpoint, row, condition), atol=1e-5
+                    got, _direct_probabilities(model, row, condition), atol=1e-5
                 )
 
     version = success["model"]["model_version"]
@@ -91,6 +93,7 @@ def test_shards_get_every_condition_their_clips_support(tmp_path: Path, checkpoi
     assert any("committed part" in line for line in lines)
 
 
+@pytest.mark.slow  # several labelling runs; media reruns are covered by the default suite
 def test_rerun_labels_only_new_media_and_other_models_when_asked(
     tmp_path: Path, checkpoint: Path
 ) -> None:
@@ -134,6 +137,7 @@ def _register(client, name: str, checkpoint: Path) -> str:  # noqa: ANN001 (Mlfl
     return str(version.version)
 
 
+@pytest.mark.slow  # four labelling runs against the registry
 def test_registry_alias_pins_one_version_and_older_labels_are_replaced(
     tmp_path: Path, checkpoint: Path, mlflow_uri: str
 ) -> None:
@@ -223,3 +227,28 @@ def test_nothing_to_label_is_a_clear_error(tmp_path: Path, checkpoint: Path) -> 
         run_label(_config(tmp_path / "empty", tmp_path / "out", checkpoint))
     with pytest.raises(LabelError, match="not a directory"):
         run_label(_config(tmp_path / "empty", tmp_path / "out", tmp_path / "no-such-model"))
+
+
+def test_cli_reports_a_bad_model_in_one_line(tmp_path: Path) -> None:
+    argv = ["label", str(tmp_path), str(tmp_path / "out"), "--model", "models:/x"]
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "jobs",
+            *argv,
+            "--mlflow-uri",
+            f"sqlite:///{tmp_path / 'mlflow.db'}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if "error" in line.lower()]
+    assert errors == [
+        "avemo label: error: models:/x: expected models:/NAME@ALIAS, models:/NAME/VERSION or "
+        "runs:/RUN/PATH"
+    ]
