@@ -202,18 +202,30 @@ def _fill_missing_modality(columns: dict[str, np.ndarray]) -> dict[str, np.ndarr
 
 
 def _die_hook(spec: str | None, marker: str | None, epoch: int, rank: int, world: int) -> Any:
-    """Test-only: a step callback that kills this worker once at "epoch:step[:rank]"."""
+    """Test-only: a step callback that kills this worker once at "epoch:step[:rank]".
+
+    It first waits until Ray's checkpoint snapshot (beside the marker, in the run's storage)
+    lists a checkpoint: a report the controller has not collected yet dies with its worker, and
+    the test is about resuming from a checkpoint Ray knows.
+    """
     if not spec or not marker:
         return None
     parts = [int(p) for p in spec.split(":")]
     target_rank = parts[2] if len(parts) > 2 else world - 1
     if parts[0] != epoch or rank != target_rank:
         return None
+    snapshot = Path(marker).with_name("checkpoint_manager_snapshot.json")
 
     def on_step(step: int) -> None:
-        if step == parts[1] and not os.path.exists(marker):
-            Path(marker).write_text(f"worker rank {rank} exited at epoch {epoch} step {step}\n")
-            os._exit(1)
+        if step != parts[1] or os.path.exists(marker):
+            return
+        deadline = time.monotonic() + 120.0
+        while epoch > 0 and time.monotonic() < deadline:
+            if snapshot.is_file() and "checkpoint_2" in snapshot.read_text():
+                break
+            time.sleep(0.2)
+        Path(marker).write_text(f"worker rank {rank} exited at epoch {epoch} step {step}\n")
+        os._exit(1)
 
     return on_step
 
