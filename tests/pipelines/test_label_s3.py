@@ -25,7 +25,9 @@ def test_s3_shards_to_s3_labels(tmp_path: Path, s3_endpoint: str) -> None:
     fs.put(str(tmp_path / "shards"), f"{bucket}/shards", recursive=True)
     checkpoint = write_checkpoint(tmp_path / "checkpoint")
     config = LabelConfig(
-        input_uri=f"s3://{bucket}/shards", output_uri=f"s3://{bucket}/out", model_uri=str(checkpoint)
+        input_uri=f"s3://{bucket}/shards",
+        output_uri=f"s3://{bucket}/out",
+        model_uri=str(checkpoint),
     )
 
     success = run_label(config)
