@@ -40,13 +40,17 @@ NOTES: list[str] = [
     "longer training would raise every row; the budget (2 shared cores) set the length.",
     "- **Modality dropout p = 0.5** for the `av-dropout` ablation was fixed beforehand, not tuned.",
     "- **One Ray Train worker per run, two runs at a time.** The 2 cores were shared with other "
-    "engineers' jobs during the run (load average 20-40), so a second data-parallel worker "
+    "engineers' jobs during the run (load average 15-48), so a second data-parallel worker "
     "would not have shortened a run (each worker computes with one thread). Instead two "
-    "drivers shared the output folder and split the grid, each run claimed before it started: "
-    "`python bench/paper_claim.py --deadline-min 66` and the same with `--reverse` (the first "
-    "driver, started 17 min earlier, was stopped after three runs and its colearn seed 0 run "
-    "resumed from its last checkpoint by Ray Train). Train times on this page are wall times "
-    "under that load, not speed measurements.",
+    "drivers at a time shared the output folder and split the grid, each run claimed before it "
+    "started; a run whose driver was stopped was resumed from its last Ray Train checkpoint by "
+    "the next driver. In order: `--deadline-min 88` (00:07, stopped during `colearn` seed 0 to "
+    "add a second driver), then `--deadline-min 66` (00:24, the modes seed by seed, then the "
+    "ablations) beside `--deadline-min 65 --reverse` (00:24, stopped during "
+    "`colearn-views-only` seed 1), `--seeds 2 --reverse --deadline-min 32` (00:49, so the four "
+    "modes got all three seeds before the ablations) and `--reverse --deadline-min 17` (01:05, "
+    "the last ablations). Every model saw the same settings; train times on this page are wall "
+    "times under that load, not speed measurements.",
     "- **Compacted shards.** Extraction writes one small Parquet file per media file (432 here); "
     "Ray Data paid for each file on every epoch (about 70 s of a 75 s audio epoch under that "
     "load), so training and test read a copy repacked into 4 files (same rows, schema, metadata "
