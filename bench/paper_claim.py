@@ -51,6 +51,13 @@ NOTES: list[str] = [
     "modes got all three seeds before the ablations) and `--reverse --deadline-min 17` (01:05, "
     "the last ablations). Every model saw the same settings; train times on this page are wall "
     "times under that load, not speed measurements.",
+    "- **Code that changed during the grid.** Other engineers committed to the training path "
+    "while it ran: at 00:19 co-learning was routed through `model.forward(views=...)` (a "
+    "refactor for DDP), and at 00:37 `run_training` began caching the splits in Ray's object "
+    "store. The drivers started at 00:49 and 01:05 (`visual`, `av`, `colearn` seed 2, "
+    "`colearn-views-only` seed 1, `av-dropout` seed 1) read cached splits, the others streamed "
+    "them: the same rows and settings, in another batch order. The commit above is the one at "
+    "the end of the grid.",
     "- **Compacted shards.** Extraction writes one small Parquet file per media file (432 here); "
     "Ray Data paid for each file on every epoch (about 70 s of a 75 s audio epoch under that "
     "load), so training and test read a copy repacked into 4 files (same rows, schema, metadata "
