@@ -47,6 +47,6 @@ class FrozenConfig:
 
 
 def require(condition: bool, message: str) -> None:
-    """Raise ConfigError(message) unless condition holds: keeps `validate` bodies one line per rule."""
+    """Raise ConfigError(message) unless condition holds: one line per rule in `validate`."""
     if not condition:
         raise ConfigError(message)

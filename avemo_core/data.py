@@ -19,7 +19,7 @@ from avemo_core.schema import AUDIO_DTYPE, VISUAL_DTYPE
 
 @dataclasses.dataclass
 class Batch:
-    """A padded batch. Masks are True on real frames; a sample without a modality has an all-False mask."""
+    """A padded batch. Masks are True on real frames; an absent modality has an all-False mask."""
 
     audio: torch.Tensor  # (B, Ta, F) float32 log-mel
     audio_mask: torch.Tensor  # (B, Ta) bool
@@ -47,7 +47,8 @@ class Batch:
         return Batch(**moved)
 
     def pin_memory(self) -> Batch:
-        return Batch(**{f.name: getattr(self, f.name).pin_memory() for f in dataclasses.fields(self)})
+        fields = dataclasses.fields(self)
+        return Batch(**{f.name: getattr(self, f.name).pin_memory() for f in fields})
 
 
 def decode_audio(blob: bytes, frames: int, dims: int) -> np.ndarray:
@@ -87,7 +88,11 @@ def batch_from_columns(
         has_audio = bool(columns["has_audio"][i])
         has_visual = bool(columns["has_visual"][i])
         audio = (
-            decode_audio(columns["audio_features"][i], int(columns["audio_frames"][i]), int(columns["audio_dims"][i]))
+            decode_audio(
+                columns["audio_features"][i],
+                int(columns["audio_frames"][i]),
+                int(columns["audio_dims"][i]),
+            )
             if has_audio
             else np.zeros((0, int(columns["audio_dims"][i]) or 80), np.float16)
         )
@@ -99,7 +104,10 @@ def batch_from_columns(
                 int(columns["visual_width"][i]),
             )
             if has_visual
-            else np.zeros((0, int(columns["visual_height"][i]) or 64, int(columns["visual_width"][i]) or 64), np.uint8)
+            else np.zeros(
+                (0, int(columns["visual_height"][i]) or 64, int(columns["visual_width"][i]) or 64),
+                np.uint8,
+            )
         )
         audio_list.append(audio[:max_audio_frames] if max_audio_frames else audio)
         visual_list.append(visual[:max_visual_frames] if max_visual_frames else visual)
@@ -113,7 +121,7 @@ def collate(
     labels: np.ndarray,
     label_known: np.ndarray | None = None,
 ) -> Batch:
-    """Pad per-sample (T, F) audio and (T, H, W) visual arrays; an empty array means the modality is absent."""
+    """Pad per-sample (T, F) audio and (T, H, W) visual arrays; empty = modality absent."""
     size = len(audio)
     feat_dims = max((a.shape[1] for a in audio), default=80)
     height, width = next(((v.shape[1], v.shape[2]) for v in visual if v.ndim == 3), (64, 64))

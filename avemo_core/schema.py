@@ -3,7 +3,8 @@
 Features are stored as little-endian, row-major binary blobs beside their shape columns, so any
 Parquet reader decodes them without avemo:
 
-    audio  = np.frombuffer(row["audio_features"], "<f2").reshape(row["audio_frames"], row["audio_dims"])
+    audio = np.frombuffer(row["audio_features"], "<f2").reshape(
+        row["audio_frames"], row["audio_dims"])
     visual = np.frombuffer(row["visual_features"], "u1").reshape(
         row["visual_frames"], row["visual_height"], row["visual_width"])
 
@@ -55,7 +56,9 @@ _CLIP_FIELDS: list[pa.Field] = [
 ]
 
 
-def _with_metadata(fields: list[pa.Field], kind: str, version: int, config: dict[str, Any]) -> pa.Schema:
+def _with_metadata(
+    fields: list[pa.Field], kind: str, version: int, config: dict[str, Any]
+) -> pa.Schema:
     return pa.schema(
         fields,
         metadata={

@@ -1,7 +1,7 @@
-"""The `avemo` command line: one subcommand per module in `jobs/`, each a thin wrapper over a library call.
+"""The `avemo` command line: one subcommand per module in `jobs/`, each a thin library wrapper.
 
 Every command exits non-zero with one clear line (`avemo: error: ...`) on bad arguments or
-unreachable services; tracebacks are for bugs only (set AVEMO_DEBUG=1 to see them for user errors too).
+unreachable services; tracebacks are for bugs only (AVEMO_DEBUG=1 shows them for user errors too).
 """
 
 from __future__ import annotations

@@ -2,4 +2,4 @@
 
 
 class UserError(Exception):
-    """Bad arguments, missing inputs or unreachable services: the user can fix it, so no traceback."""
+    """Bad arguments, missing inputs or dead services: the user can fix it, so no traceback."""

@@ -21,7 +21,7 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
 @pytest.fixture(scope="session")
 def ray_cluster() -> Iterator[None]:
-    """A real local Ray cluster for the whole session; 4 logical CPUs so 2-worker jobs fit on 2 cores."""
+    """A real local Ray cluster for the session; 4 logical CPUs so 2-worker jobs fit on 2 cores."""
     import ray
 
     ray.init(num_cpus=4, include_dashboard=False, log_to_driver=True, ignore_reinit_error=True)
@@ -33,7 +33,7 @@ def ray_cluster() -> Iterator[None]:
 
 @pytest.fixture(scope="session")
 def mlflow_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """Tracking URI of a real `mlflow server` process on loopback (SQLite backend, local artifacts)."""
+    """Tracking URI of a real `mlflow server` on loopback (SQLite backend, local artifacts)."""
     with services.mlflow_server(tmp_path_factory.mktemp("mlflow")) as uri:
         yield uri
 

@@ -21,25 +21,28 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def wait_http(url: str, proc: subprocess.Popen, timeout_s: float = 120.0) -> None:
+def wait_http(url: str, proc: subprocess.Popen, timeout_s: float = 240.0) -> None:
     """Poll url until it answers 2xx, failing fast if the server process died."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"server exited early with code {proc.returncode}: {url}")
-        with contextlib.suppress(OSError):
-            with urllib.request.urlopen(url, timeout=2) as resp:
-                if 200 <= resp.status < 300:
-                    return
+        with contextlib.suppress(OSError), urllib.request.urlopen(url, timeout=2) as resp:
+            if 200 <= resp.status < 300:
+                return
         time.sleep(0.3)
     raise TimeoutError(f"server did not answer at {url} within {timeout_s}s")
 
 
 @contextlib.contextmanager
-def running(cmd: list[str], health_url: str, log_path: Path, env: dict[str, str] | None = None) -> Iterator[None]:
+def running(
+    cmd: list[str], health_url: str, log_path: Path, env: dict[str, str] | None = None
+) -> Iterator[None]:
     """Start a server process, wait until healthy, and stop it on exit."""
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        proc = subprocess.Popen(
+            cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        )
         try:
             wait_http(health_url, proc)
             yield
@@ -53,15 +56,23 @@ def running(cmd: list[str], health_url: str, log_path: Path, env: dict[str, str]
 
 @contextlib.contextmanager
 def mlflow_server(root: Path) -> Iterator[str]:
-    """A real `mlflow server` on loopback with a SQLite backend and local artifacts; yields its URI."""
+    """A real `mlflow server` on loopback, SQLite backend and local artifacts; yields its URI."""
     port = free_port()
     root.mkdir(parents=True, exist_ok=True)
     mlflow_bin = shutil.which("mlflow", path=str(Path(sys.executable).parent)) or "mlflow"
     cmd = [
-        mlflow_bin, "server",
-        "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
-        "--artifacts-destination", str(root / "artifacts"),
-        "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+        mlflow_bin,
+        "server",
+        "--backend-store-uri",
+        f"sqlite:///{root / 'mlflow.db'}",
+        "--artifacts-destination",
+        str(root / "artifacts"),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "1",
     ]
     uri = f"http://127.0.0.1:{port}"
     with running(cmd, f"{uri}/health", root / "server.log"):
