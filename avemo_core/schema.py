@@ -34,13 +34,16 @@ META_KIND = b"avemo.kind"
 AUDIO_DTYPE = "<f2"  # float16, little-endian
 VISUAL_DTYPE = "u1"  # uint8
 
-_CLIP_FIELDS: list[pa.Field] = [
+# Columns that identify a clip; both shard kinds start with them.
+_KEY_FIELDS: list[pa.Field] = [
     pa.field("clip_id", pa.string(), nullable=False),
     pa.field("media_id", pa.string(), nullable=False),
     pa.field("source_uri", pa.string(), nullable=False),
     pa.field("start_s", pa.float64(), nullable=False),
     pa.field("end_s", pa.float64(), nullable=False),
-    pa.field("split", pa.string()),
+]
+# The feature columns: what a model reads from a clip shard.
+_FEATURE_FIELDS: list[pa.Field] = [
     pa.field("has_audio", pa.bool_(), nullable=False),
     pa.field("has_visual", pa.bool_(), nullable=False),
     pa.field("audio_features", pa.large_binary(), nullable=False),
@@ -50,6 +53,14 @@ _CLIP_FIELDS: list[pa.Field] = [
     pa.field("visual_frames", pa.int32(), nullable=False),
     pa.field("visual_height", pa.int32(), nullable=False),
     pa.field("visual_width", pa.int32(), nullable=False),
+]
+KEY_COLUMNS: tuple[str, ...] = tuple(field.name for field in _KEY_FIELDS)
+FEATURE_COLUMNS: tuple[str, ...] = tuple(field.name for field in _FEATURE_FIELDS)
+
+_CLIP_FIELDS: list[pa.Field] = [
+    *_KEY_FIELDS,
+    pa.field("split", pa.string()),
+    *_FEATURE_FIELDS,
     pa.field("face_ratio", pa.float32(), nullable=False),
     *[pa.field(emotion, pa.float32()) for emotion in EMOTIONS],
     pa.field("schema_version", pa.int32(), nullable=False),
@@ -81,11 +92,7 @@ def prob_column(condition: str, emotion: str) -> str:
 
 
 _LABEL_FIELDS: list[pa.Field] = [
-    pa.field("clip_id", pa.string(), nullable=False),
-    pa.field("media_id", pa.string(), nullable=False),
-    pa.field("source_uri", pa.string(), nullable=False),
-    pa.field("start_s", pa.float64(), nullable=False),
-    pa.field("end_s", pa.float64(), nullable=False),
+    *_KEY_FIELDS,
     pa.field("modalities", pa.string(), nullable=False),
     *[pa.field(prob_column(c, e), pa.float32()) for c in CONDITIONS for e in EMOTIONS],
     pa.field("tags", pa.list_(pa.string()), nullable=False),

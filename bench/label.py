@@ -39,10 +39,11 @@ from avemo_core.checkpoint import Checkpoint, save_checkpoint
 from avemo_core.data import Batch, batch_from_columns
 from avemo_core.labels import EMOTIONS
 from avemo_core.model import CrossModalTransformer, ModelConfig
+from avemo_core.schema import FEATURE_COLUMNS, KEY_COLUMNS
 from avemo_core.synth import SynthConfig, write_media
 from pipelines.extract import ExtractConfig, run_extract
 from pipelines.label import LabelConfig, run_label
-from pipelines.labeller import FEATURE_COLUMNS, KEY_COLUMNS, Labeller, read_checkpoint_files
+from pipelines.labeller import Labeller, read_checkpoint_files
 
 GOAL_RATIO = 1.3
 

@@ -94,9 +94,9 @@ def _connect_ray(workers: int, gpu: bool) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from avemo_core.schema import FEATURE_COLUMNS
     from pipelines import registry
     from pipelines.model_uri import ModelURIError
-    from pipelines.pyfunc_model import INPUT_COLUMNS
     from pipelines.train import RunExistsError, RunSettings, load_run_record, run_training
 
     storage = _storage(args.storage)
@@ -140,7 +140,7 @@ def run(args: argparse.Namespace) -> int:
         )
         if args.register:
             valid = datasets.LocalBatches(info, "valid", args.batch_size)
-            example = datasets.sample_rows(info, "valid", 2, list(INPUT_COLUMNS))
+            example = datasets.sample_rows(info, "valid", 2, list(FEATURE_COLUMNS))
 
             def rescore(checkpoint_dir: Path) -> float:
                 from avemo_core.checkpoint import load_checkpoint

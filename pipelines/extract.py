@@ -22,6 +22,7 @@ from avemo_core.media.clips import ClipConfig, Segment
 from avemo_core.media.decode import DecodeConfig
 from avemo_core.schema import CLIP_SCHEMA_VERSION, media_id_for
 from pipelines.extract_media import MediaTask, run_media_task
+from pipelines.ray_session import ensure_ray
 from pipelines.shards import ShardStore
 from pipelines.sources import list_media, read_manifest
 from pipelines.storage import storage_options_from_env
@@ -108,19 +109,6 @@ def plan_extract(config: ExtractConfig, storage_options: dict[str, Any]) -> Extr
     return ExtractPlan(tasks, missing, len(listed - set(by_uri)))
 
 
-def _init_ray(config: ExtractConfig) -> None:
-    import ray
-
-    if ray.is_initialized():
-        return
-    try:
-        ray.init(address=config.ray_address, num_cpus=config.num_cpus, include_dashboard=False)
-    except (ConnectionError, ValueError, RuntimeError) as err:
-        raise ExtractError(
-            f"cannot start or reach Ray ({config.ray_address or 'local'}): {err}"
-        ) from None
-
-
 def _run_tasks(tasks: list[MediaTask], setup_json: str) -> list[dict[str, Any]]:
     """One Ray Data task per file (records only; each task writes its own shards)."""
     import ray
@@ -164,7 +152,7 @@ def execute_plan(
     log(f"extract: {len(plan.tasks)} files, {len(skipped)} already extracted, {len(pending)} to do")
     results: list[dict[str, Any]] = []
     if pending:
-        _init_ray(config)
+        ensure_ray(config.ray_address, config.num_cpus, ExtractError)
         setup = {
             "extractor": extractor_config,
             "output_uri": config.output_uri,

@@ -72,17 +72,22 @@ def build_extractor(extractor_config: Mapping[str, Any]) -> ClipExtractor:
 
 
 @functools.lru_cache(maxsize=4)
-def _worker_state(setup_json: str) -> tuple[ClipExtractor, ShardStore, pa.Schema]:
-    """Built once per worker process and setup: the face detector and filesystem are reused."""
+def worker_state(
+    setup_json: str, store_type: type = ShardStore
+) -> tuple[ClipExtractor, Any, pa.Schema]:
+    """Built once per worker process and setup: the face detector and filesystem are reused.
+
+    `store_type` is the output store (clip shards here, label shards when labelling media).
+    """
     setup = json.loads(setup_json)
     extractor = build_extractor(setup["extractor"])
-    store = ShardStore(setup["output_uri"], setup["storage_options"])
+    store = store_type(setup["output_uri"], setup["storage_options"])
     return extractor, store, clip_schema(setup["extractor"])
 
 
 def run_media_task(record: dict[str, Any], setup_json: str) -> dict[str, Any]:
     """Ray Data row UDF: a task record in, one result row (done or failed) out."""
-    extractor, store, schema = _worker_state(setup_json)
+    extractor, store, schema = worker_state(setup_json)
     setup = json.loads(setup_json)
     return extract_media(
         MediaTask.from_record(record),

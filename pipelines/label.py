@@ -29,6 +29,7 @@ from avemo_core.schema import label_schema, media_id_for
 from pipelines.label_store import LabelStore, ModelKey, new_run_id
 from pipelines.label_summary import summarise_media
 from pipelines.labeller import MEDIA_CLIPS_COLUMN, Labeller, read_checkpoint_files
+from pipelines.ray_session import ensure_ray
 from pipelines.storage import filesystem, storage_options_from_env
 
 DEVICES = ("auto", "cpu", "cuda")
@@ -267,19 +268,6 @@ def _to_label_table(batch: pa.Table, schema: pa.Schema) -> pa.Table:
     return pa.Table.from_arrays(columns, schema=schema)
 
 
-def _init_ray(config: LabelConfig) -> None:
-    import ray
-
-    if ray.is_initialized():
-        return
-    try:
-        ray.init(address=config.ray_address, num_cpus=config.num_cpus, include_dashboard=False)
-    except (ConnectionError, ValueError, RuntimeError) as err:
-        raise LabelError(
-            f"cannot start or reach Ray ({config.ray_address or 'local'}): {err}"
-        ) from None
-
-
 def _inference_resources(config: LabelConfig) -> dict[str, Any]:
     """map_batches arguments for the Labeller actors: one GPU per actor when there is one to use."""
     import ray
@@ -307,8 +295,8 @@ def _dataset(plan: Plan, config: LabelConfig, model: PinnedModel, options: dict[
     from pyarrow.fs import FSSpecHandler, PyFileSystem
     from ray.data.expressions import col
 
+    from avemo_core.schema import FEATURE_COLUMNS, KEY_COLUMNS
     from pipelines.label_media import DECODE_MEMORY_BYTES, clip_tables
-    from pipelines.labeller import FEATURE_COLUMNS, KEY_COLUMNS
 
     checkpoint = load_checkpoint(model.checkpoint_dir)
     if plan.kind == "shards":
@@ -377,7 +365,7 @@ def run_label(config: LabelConfig, log: Callable[[str], None] = print) -> dict[s
         store, run_id, plan.expected_clips, config.media_per_part, config_dict, log
     )
     if plan.todo:
-        _init_ray(config)
+        ensure_ray(config.ray_address, config.num_cpus, LabelError)
         for batch in _dataset(plan, config, model, options).iter_batches(
             batch_size=None, batch_format="pyarrow"
         ):

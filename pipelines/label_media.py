@@ -9,7 +9,6 @@ complete. A file that fails becomes an `_errors/` record, as in extraction, and 
 
 from __future__ import annotations
 
-import functools
 import json
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -20,8 +19,8 @@ import pyarrow as pa
 from avemo_core.media.clips import MediaStats
 from avemo_core.media.errors import MediaError
 from avemo_core.media.probe import probe
-from avemo_core.schema import clip_schema, media_id_for
-from pipelines.extract_media import build_extractor, local_copy
+from avemo_core.schema import media_id_for
+from pipelines.extract_media import local_copy, worker_state
 from pipelines.label_store import LabelStore
 from pipelines.labeller import MEDIA_CLIPS_COLUMN
 
@@ -30,15 +29,6 @@ ROWS_PER_TABLE = 8
 # Memory reserved per decoding task (ffmpeg pipes, one clip's samples and frames). Asking for it
 # also keeps decoding a task stage of its own instead of being fused into the inference actors.
 DECODE_MEMORY_BYTES = 1024**3
-
-
-@functools.lru_cache(maxsize=4)
-def _worker_state(setup_json: str) -> tuple[Any, LabelStore, pa.Schema]:
-    """Built once per worker process and setup: the face detector and filesystem are reused."""
-    setup = json.loads(setup_json)
-    extractor = build_extractor(setup["extractor"])
-    store = LabelStore(setup["output_uri"], setup["storage_options"])
-    return extractor, store, clip_schema(setup["extractor"])
 
 
 def _table(rows: list[dict[str, Any]], schema: pa.Schema, media_clips: int) -> pa.Table:
@@ -68,7 +58,7 @@ def media_rows(
 
 def clip_tables(batch: dict[str, np.ndarray], setup_json: str) -> Iterator[pa.Table]:
     """Ray Data generator UDF: a batch of one media URI in, its clip-row tables out."""
-    extractor, store, schema = _worker_state(setup_json)
+    extractor, store, schema = worker_state(setup_json, LabelStore)
     setup = json.loads(setup_json)
     for uri in batch["uri"]:
         uri = str(uri)

@@ -21,21 +21,13 @@ from avemo_core.checkpoint import Checkpoint, load_checkpoint
 from avemo_core.data import batch_from_columns
 from avemo_core.labels import CONDITION_MODALITIES, CONDITIONS, EMOTIONS
 from avemo_core.model import CrossModalTransformer
-from avemo_core.schema import LABEL_SCHEMA_VERSION, modalities_name, prob_column
-
-# Clip-shard columns the labeller reads and the ones it copies through to the label shard.
-FEATURE_COLUMNS = (
-    "has_audio",
-    "has_visual",
-    "audio_features",
-    "audio_frames",
-    "audio_dims",
-    "visual_features",
-    "visual_frames",
-    "visual_height",
-    "visual_width",
+from avemo_core.schema import (
+    KEY_COLUMNS,
+    LABEL_SCHEMA_VERSION,
+    modalities_name,
+    prob_column,
 )
-KEY_COLUMNS = ("clip_id", "media_id", "source_uri", "start_s", "end_s")
+
 # Extra column a pipeline may attach: how many clips the row's media has (passed through).
 MEDIA_CLIPS_COLUMN = "media_clips"
 

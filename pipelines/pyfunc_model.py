@@ -20,19 +20,7 @@ from avemo_core.checkpoint import load_checkpoint
 from avemo_core.data import batch_from_columns
 from avemo_core.labels import CONDITION_MODALITIES, CONDITIONS
 from avemo_core.metrics import decide
-from avemo_core.schema import prob_column
-
-INPUT_COLUMNS = (
-    "has_audio",
-    "has_visual",
-    "audio_features",
-    "audio_frames",
-    "audio_dims",
-    "visual_features",
-    "visual_frames",
-    "visual_height",
-    "visual_width",
-)
+from avemo_core.schema import FEATURE_COLUMNS, prob_column
 
 
 class AvemoEmotionModel(mlflow.pyfunc.PythonModel):
@@ -41,7 +29,7 @@ class AvemoEmotionModel(mlflow.pyfunc.PythonModel):
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: Any = None) -> pd.DataFrame:
         """Probabilities per condition the checkpoint serves, and tags from the fullest one."""
-        columns = {name: model_input[name].to_numpy() for name in INPUT_COLUMNS}
+        columns = {name: model_input[name].to_numpy() for name in FEATURE_COLUMNS}
         batch = batch_from_columns(columns)
         labels = self.checkpoint.labels
         out: dict[str, Any] = {}

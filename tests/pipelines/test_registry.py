@@ -13,8 +13,8 @@ from avemo_core.checkpoint import Checkpoint, save_checkpoint
 from avemo_core.colearning import CoLearningConfig, conditions_for_mode
 from avemo_core.labels import EMOTIONS
 from avemo_core.model import CrossModalTransformer, ModelConfig
+from avemo_core.schema import FEATURE_COLUMNS
 from pipelines import datasets, evaluation, registry, tracking
-from pipelines.pyfunc_model import INPUT_COLUMNS
 from pipelines.train import selection_score
 from tests.shard_factory import ShardSpec, write_clip_shards
 
@@ -74,7 +74,7 @@ def test_champion_moves_only_to_a_better_model(
     assert worse_score < first_score < better_score  # the data are learnable, so this holds
 
     run_id = tracking.start_or_resume_run(mlflow_uri, "test-gate", "gate", None, {"p": 1})
-    example = datasets.sample_rows(shard_info, "valid", 2, list(INPUT_COLUMNS))
+    example = datasets.sample_rows(shard_info, "valid", 2, list(FEATURE_COLUMNS))
     name = "test-gate-model"
     client = tracking.client(mlflow_uri)
 

@@ -15,10 +15,9 @@ from avemo_core.checkpoint import load_checkpoint
 from avemo_core.colearning import CoLearningConfig
 from avemo_core.labels import CONDITIONS, EMOTIONS
 from avemo_core.model import ModelConfig
-from avemo_core.schema import prob_column
+from avemo_core.schema import FEATURE_COLUMNS, prob_column
 from avemo_core.training import TrainConfig
 from pipelines import datasets, evaluation, model_uri, registry, tracking
-from pipelines.pyfunc_model import INPUT_COLUMNS
 from pipelines.train import DIE_AT_ENV, OPTIMIZER_FILE, STATE_FILE, RunSettings, run_training
 from tests.shard_factory import ShardSpec, write_clip_shards
 
@@ -115,7 +114,7 @@ def test_registered_model_loads_back_and_evaluates(
 
     settings, outcome = killed_worker_run
     info = datasets.inspect_shards(settings.data_uri)
-    example = datasets.sample_rows(info, "valid", 2, list(INPUT_COLUMNS))
+    example = datasets.sample_rows(info, "valid", 2, list(FEATURE_COLUMNS))
     result = registry.register(
         mlflow_uri, "test-train-model", outcome.run_id, outcome.checkpoint_dir, example
     )
@@ -137,7 +136,7 @@ def test_registered_model_loads_back_and_evaluates(
 
     mlflow.set_tracking_uri(mlflow_uri)
     pyfunc = mlflow.pyfunc.load_model("models:/test-train-model@candidate")
-    rows = datasets.sample_rows(info, "test", 12, list(INPUT_COLUMNS))
+    rows = datasets.sample_rows(info, "test", 12, list(FEATURE_COLUMNS))
     out = pyfunc.predict(rows)
     assert len(out) == 12
     for condition in CONDITIONS:
