@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import select
 import subprocess
 import tempfile
 from collections.abc import Iterator, Sequence
@@ -25,6 +26,7 @@ from avemo_core.media.probe import MediaInfo, ffmpeg_url
 FFMPEG = os.environ.get("AVEMO_FFMPEG", "ffmpeg")
 _FFMPEG_PREFIX = [FFMPEG, "-nostdin", "-hide_banner", "-loglevel", "error"]
 _EPS = 1e-6
+_READ_CHUNK_BYTES = 1 << 20
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,6 +36,7 @@ class DecodeConfig(FrozenConfig):
     min_coverage: float = 0.9  # share of a stream's stated length that must decode, else truncated
     coverage_slack_s: float = 0.5  # absolute allowance on top of min_coverage (stream edge jitter)
     threads: int = 1  # ffmpeg threads per process: Ray runs one worker per CPU
+    stall_timeout_s: float = 120.0  # an ffmpeg pipe silent this long is killed (hung input)
 
     def validate(self) -> None:
         require(self.block_s > 0, "block_s must be > 0")
@@ -41,6 +44,7 @@ class DecodeConfig(FrozenConfig):
         require(0.0 <= self.min_coverage <= 1.0, "min_coverage must be in [0, 1]")
         require(self.coverage_slack_s >= 0, "coverage_slack_s must be >= 0")
         require(self.threads >= 0, "threads must be >= 0 (0: ffmpeg decides)")
+        require(self.stall_timeout_s > 0, "stall_timeout_s must be > 0")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -104,10 +108,15 @@ def _video_args(
 
 
 class _Pipe:
-    """One ffmpeg process whose stdout is read in exact-size chunks; stderr goes to a temp file."""
+    """One ffmpeg process whose stdout is read in exact-size chunks; stderr goes to a temp file.
 
-    def __init__(self, args: list[str], what: str) -> None:
+    A read that waits longer than `stall_timeout_s` for any byte kills ffmpeg and raises: a hung
+    input (a pipe that never ends, a stuck network mount) must fail its file, not stall the job.
+    """
+
+    def __init__(self, args: list[str], what: str, stall_timeout_s: float) -> None:
         self.what = what
+        self.stall_timeout_s = stall_timeout_s
         self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 (closed in close())
         self.proc = subprocess.Popen(
             args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=self._stderr
@@ -118,10 +127,19 @@ class _Pipe:
     def read(self, nbytes: int) -> bytes:
         """Up to nbytes; fewer only at end of stream."""
         assert self.proc.stdout is not None
+        fd = self.proc.stdout.fileno()
         parts: list[bytes] = []
         remaining = nbytes
         while remaining > 0:
-            chunk = self.proc.stdout.read(remaining)
+            ready, _, _ = select.select([fd], [], [], self.stall_timeout_s)
+            if not ready:
+                self.proc.kill()
+                raise MediaError(
+                    "decode",
+                    "stalled",
+                    f"ffmpeg ({self.what}) produced nothing for {self.stall_timeout_s:.0f} s",
+                )
+            chunk = os.read(fd, min(remaining, _READ_CHUNK_BYTES))
             if not chunk:
                 self.eof = True
                 break
@@ -236,11 +254,10 @@ class SpanDecoder:
         try:
             if info.audio is not None:
                 args = _audio_args(url, start, end - start, self.sample_rate_hz, threads)
-                audio_pipe = _Pipe(args, "audio")
+                audio_pipe = _Pipe(args, "audio", self.config.stall_timeout_s)
             if size is not None:
-                video_pipe = _Pipe(
-                    _video_args(url, start, end - start, self.fps, size, threads), "video"
-                )
+                args = _video_args(url, start, end - start, self.fps, size, threads)
+                video_pipe = _Pipe(args, "video", self.config.stall_timeout_s)
             yield from self._assemble(run, start, audio_pipe, video_pipe, size)
             if audio_pipe is not None:
                 audio_pipe.finish()

@@ -3,6 +3,8 @@ rotation, truncation, and memory bounded by the window rather than the file."""
 
 from __future__ import annotations
 
+import os
+import time
 import tracemalloc
 from pathlib import Path
 
@@ -98,6 +100,21 @@ def test_truncated_file_is_a_decode_error(tmp_path: Path) -> None:
         list(decoder().decode(cut, info, [Span(0.0, 2.0), Span(2.0, 4.0)]))
     assert (caught.value.stage, caught.value.kind) == ("decode", "truncated")
     assert "of the 4.00 s" in caught.value.message
+
+
+def test_hung_input_fails_the_file_instead_of_stalling(
+    lossless: dict[str, object], tmp_path: Path
+) -> None:
+    """ffmpeg blocks forever opening a FIFO nobody writes: the watchdog kills it and says so."""
+    info = probe(str(lossless["mkv"]))
+    fifo = tmp_path / "never-written.mkv"
+    os.mkfifo(fifo)
+    started = time.monotonic()
+    with pytest.raises(MediaError) as caught:
+        list(decoder(stall_timeout_s=1.0).decode(str(fifo), info, [Span(0.0, 2.0)]))
+    assert (caught.value.stage, caught.value.kind) == ("decode", "stalled")
+    assert "produced nothing for 1 s" in caught.value.message
+    assert time.monotonic() - started < 30
 
 
 def test_memory_is_bounded_by_the_window_not_the_file(tmp_path: Path) -> None:
