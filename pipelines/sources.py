@@ -8,6 +8,7 @@ import glob
 import os
 import posixpath
 from collections.abc import Mapping
+from stat import S_ISREG
 from typing import Any
 
 from avemo_core.media.clips import Segment, parse_manifest
@@ -16,13 +17,23 @@ from pipelines.storage import filesystem, is_s3, uri_of
 # Extensions listed from folders and prefixes (any case); a file named explicitly is always taken.
 MEDIA_EXTENSIONS = frozenset(
     {
+        "3g2",
         "3gp",
         "aac",
+        "aif",
+        "aiff",
+        "amr",
+        "asf",
         "avi",
+        "caf",
+        "dv",
+        "f4v",
         "flac",
         "flv",
+        "m2ts",
         "m4a",
         "m4v",
+        "mka",
         "mkv",
         "mov",
         "mp3",
@@ -30,11 +41,13 @@ MEDIA_EXTENSIONS = frozenset(
         "mpeg",
         "mpg",
         "mts",
+        "mxf",
         "oga",
         "ogg",
         "ogv",
         "opus",
         "ts",
+        "vob",
         "wav",
         "webm",
         "wma",
@@ -55,11 +68,11 @@ class MediaFile:
 
 def is_media_name(name: str) -> bool:
     base = posixpath.basename(name)
-    return not base.startswith((".", "_")) and base.rsplit(".", 1)[-1].lower() in MEDIA_EXTENSIONS
+    return not base.startswith(".") and base.rsplit(".", 1)[-1].lower() in MEDIA_EXTENSIONS
 
 
 def _hidden(relative: str) -> bool:
-    return any(part.startswith((".", "_")) for part in relative.split("/")[:-1])
+    return any(part.startswith(".") for part in relative.split("/")[:-1])
 
 
 def _inside(path: str, root: str | None) -> bool:
@@ -71,28 +84,34 @@ def _list_local(input_uri: str, exclude: str | None) -> list[MediaFile]:
         paths = [
             os.path.abspath(p) for p in glob.glob(input_uri, recursive=True) if os.path.isfile(p)
         ]
-        return [
-            MediaFile(p, os.path.getsize(p))
-            for p in paths
-            if is_media_name(p) and not _inside(p, exclude)
-        ]
+        return _sized([p for p in paths if is_media_name(p) and not _inside(p, exclude)])
     root = os.path.abspath(input_uri)
     if os.path.isfile(root):
         return [MediaFile(root, os.path.getsize(root))]
     if not os.path.isdir(root):
         raise SourceError(f"input not found: {input_uri}")
-    found: list[MediaFile] = []
+    found: list[str] = []
     for folder, dirs, files in os.walk(root):
         dirs[:] = [
             d
             for d in dirs
-            if not d.startswith((".", "_")) and not _inside(os.path.join(folder, d), exclude)
+            if not d.startswith(".") and not _inside(os.path.join(folder, d), exclude)
         ]
-        for name in files:
-            path = os.path.join(folder, name)
-            if is_media_name(name):
-                found.append(MediaFile(path, os.path.getsize(path)))
-    return found
+        found += [os.path.join(folder, name) for name in files if is_media_name(name)]
+    return _sized(found)
+
+
+def _sized(paths: list[str]) -> list[MediaFile]:
+    """Regular files with their sizes; one that vanished or is not a regular file is left out."""
+    files = []
+    for path in paths:
+        try:
+            stat = os.stat(path)
+        except OSError:
+            continue
+        if S_ISREG(stat.st_mode):
+            files.append(MediaFile(path, stat.st_size))
+    return files
 
 
 def _list_s3(input_uri: str, options: Mapping[str, Any], exclude: str | None) -> list[MediaFile]:

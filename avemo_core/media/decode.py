@@ -73,9 +73,13 @@ def scaled_size(width: int, height: int, max_side_px: int) -> tuple[int, int]:
 def _input(
     url: str, start_s: float, duration_s: float, threads: int
 ) -> ffmpeg.nodes.FilterableStream:
-    """The input with fixed-point times (ffmpeg rejects exponent notation such as 1e-05)."""
+    """The input with fixed-point times (ffmpeg rejects exponent notation such as 1e-05).
+
+    No seek at all from the start: a stream without timestamps (raw H.264) yields nothing after one.
+    """
+    seek = {"ss": f"{start_s:.6f}"} if start_s > 0 else {}
     return ffmpeg.input(
-        url, ss=f"{start_s:.6f}", t=f"{duration_s:.6f}", protocol_whitelist="file", threads=threads
+        url, t=f"{duration_s:.6f}", protocol_whitelist="file", threads=threads, **seek
     )
 
 

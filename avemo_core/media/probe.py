@@ -11,6 +11,7 @@ import dataclasses
 import json
 import os
 import subprocess
+from collections.abc import Callable
 from fractions import Fraction
 from typing import Any
 
@@ -113,8 +114,13 @@ def _audio_stream(stream: dict[str, Any]) -> AudioStream | None:
     )
 
 
-def parse_probe(data: dict[str, Any]) -> MediaInfo:
-    """MediaInfo from ffprobe's JSON; raises MediaError (stage probe) when nothing is decodable."""
+def parse_probe(
+    data: dict[str, Any], measure_duration: Callable[[], float | None] = lambda: None
+) -> MediaInfo:
+    """MediaInfo from ffprobe's JSON; raises MediaError (stage probe) when nothing is decodable.
+
+    `measure_duration` is asked only when neither the container nor a stream states a duration.
+    """
     fmt = data.get("format", {})
     format_name = str(fmt.get("format_name", ""))
     if set(format_name.split(",")) & REFUSED_FORMATS:
@@ -137,7 +143,7 @@ def parse_probe(data: dict[str, Any]) -> MediaInfo:
         )
     durations = [_float(fmt.get("duration"))]
     durations += [s.duration_s for s in (audio, video) if s is not None]
-    known = [d for d in durations if d]
+    known = [d for d in durations if d] or [d for d in [measure_duration()] if d]
     if not known:
         raise MediaError(
             "probe", "unknown_duration", "neither the container nor a stream states a duration"
@@ -181,4 +187,39 @@ def probe(path: str) -> MediaInfo:
         data = json.loads(done.stdout)
     except json.JSONDecodeError as err:
         raise MediaError("probe", "invalid_media", f"ffprobe printed no JSON: {err}") from None
-    return parse_probe(data)
+    return parse_probe(data, lambda: packet_duration_s(path))
+
+
+def packet_duration_s(path: str) -> float | None:
+    """Duration from the packet timestamps (read, not decoded): for raw streams and live
+    recordings whose headers state none. None when the packets carry no timing either."""
+    cmd = [
+        FFPROBE,
+        "-v",
+        "error",
+        "-protocol_whitelist",
+        "file",
+        "-show_entries",
+        "packet=stream_index,pts_time,duration_time",
+        "-of",
+        "compact=p=0",
+        ffmpeg_url(path),
+    ]
+    try:
+        done = subprocess.run(
+            cmd, capture_output=True, timeout=PROBE_TIMEOUT_S, stdin=subprocess.DEVNULL, check=False
+        )
+    except subprocess.TimeoutExpired:
+        return None
+    ends: dict[str, float] = {}
+    totals: dict[str, float] = {}
+    for line in done.stdout.decode(errors="replace").splitlines():
+        fields = dict(item.split("=", 1) for item in line.split("|") if "=" in item)
+        stream = fields.get("stream_index", "")
+        length = _float(fields.get("duration_time")) or 0.0
+        totals[stream] = totals.get(stream, 0.0) + length
+        start = _float(fields.get("pts_time"))
+        end = start + length if start is not None else totals[stream]  # no pts: packets in order
+        ends[stream] = max(ends.get(stream, 0.0), end)
+    longest = max(ends.values(), default=0.0)
+    return longest or None

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from avemo_core.media.decode import DecodeConfig, Span, SpanDecoder
 from avemo_core.media.errors import MediaError
 from avemo_core.media.probe import parse_probe, probe
 from tests.pipelines import media_factory as mf
@@ -59,6 +60,19 @@ def test_probe_bad_files_say_why(media: Path, name: str, stage: str, kind: str, 
         probe(str(media / "bad" / name))
     assert (caught.value.stage, caught.value.kind) == (stage, kind)
     assert words in caught.value.message
+
+
+def test_stream_without_a_stated_duration_is_timed_from_its_packets(tmp_path: Path) -> None:
+    """A raw H.264 stream has no container duration: the packets give it, and it decodes."""
+    raw = tmp_path / "camera.h264"
+    mf.ffmpeg("-f", "lavfi", "-i", "testsrc=size=160x120:rate=10", "-t", "3", "-c:v", "libx264",
+              "-f", "h264", raw)  # fmt: skip
+    info = probe(str(raw))
+    assert info.video is not None and info.video.duration_s is None
+    assert info.duration_s == pytest.approx(3.0, abs=0.15)
+    decoded = list(SpanDecoder(16000, 5.0, 160, DecodeConfig()).decode(
+        str(raw), info, [Span(0.0, info.duration_s)]))  # fmt: skip
+    assert decoded[0].frames is not None and decoded[0].frames.shape[0] == 15
 
 
 def test_playlist_disguised_as_media_is_refused(media: Path, tmp_path: Path) -> None:

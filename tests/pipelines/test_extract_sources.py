@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -27,8 +28,12 @@ def names(media: list, root: Path) -> list[str]:
 
 
 def test_folder_lists_media_recursively_skipping_hidden_and_output(tree: Path) -> None:
+    os.mkfifo(tree / "pipe.mp4")  # not a regular file: never handed to ffmpeg
+    (tree / "dangling.mp4").symlink_to(tree / "gone.mp4")
     media = list_media(str(tree), {}, exclude=str(tree / "out"))
-    assert names(media, tree) == ["-x.mp4", "B.MKV", "a.mp4", "sub/c.wav", "sub/deeper/d.webm"]
+    assert names(media, tree) == [
+        "-x.mp4", "B.MKV", "_tmp/f.mp4", "a.mp4", "sub/c.wav", "sub/deeper/d.webm",
+    ]  # fmt: skip
     assert all(m.size_bytes == 3 for m in media)
 
 
