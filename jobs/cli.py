@@ -25,6 +25,17 @@ COMMANDS: dict[str, str] = {
 }
 
 
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Keeps the examples' layout and shows every option's default unless its help says it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        shown = not any(action.default is hidden for hidden in (None, False, argparse.SUPPRESS))
+        if shown and action.option_strings and "default" not in text:
+            text = f"{text} (default: %(default)s)".strip()
+        return text
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="avemo", description="Audio-visual emotion recognition with interactive co-learning."
@@ -37,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
             name,
             help=summary,
             description=module.__doc__,
-            formatter_class=argparse.RawDescriptionHelpFormatter,
+            formatter_class=_HelpFormatter,
         )
         module.add_arguments(sub)
         sub.set_defaults(_module=module)

@@ -24,12 +24,14 @@ COLUMNS = ("samples", "f1", "wa", "auc", "micro_f1", "jaccard")
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("data", help="clip shards: a local directory or s3:// prefix")
     parser.add_argument("--model", required=True, help="models:/NAME@ALIAS, runs:/..., or a dir")
-    parser.add_argument("--split", default="test", choices=datasets.SPLITS)
+    parser.add_argument(
+        "--split", default="test", choices=datasets.SPLITS, help="split of the shards to score"
+    )
     parser.add_argument("--json", metavar="OUT", help="also write the metrics as JSON to OUT")
     parser.add_argument(
         "--mlflow-uri", help="tracking URI (default: MLFLOW_TRACKING_URI, ./mlflow.db)"
     )
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--batch-size", type=int, default=32, help="clips per forward pass")
 
 
 def format_table(results: dict[str, dict[str, float]]) -> str:

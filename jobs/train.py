@@ -31,14 +31,16 @@ from pipelines import datasets, tracking
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("data", help="clip shards: a local directory or s3:// prefix")
-    parser.add_argument("--mode", choices=MODES, default="colearn", help="default: colearn")
-    parser.add_argument("--workers", type=int, default=1, help="Ray Train workers (default 1)")
+    parser.add_argument("--mode", choices=MODES, default="colearn", help="what to train")
+    parser.add_argument("--workers", type=int, default=1, help="Ray Train workers")
     parser.add_argument("--gpu", action="store_true", help="one GPU per worker, bf16 autocast")
-    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--epochs", type=int, default=10, help="passes over the train split")
     parser.add_argument("--batch-size", type=int, default=16, help="clips per step per worker")
-    parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--model-size", choices=("tiny", "base"), default="base")
+    parser.add_argument("--lr", type=float, default=1e-3, help="AdamW learning rate")
+    parser.add_argument("--seed", type=int, default=0, help="weights and shuffling seed")
+    parser.add_argument(
+        "--model-size", choices=("tiny", "base"), default="base", help="named model size"
+    )
     parser.add_argument("--transfer-to-single", type=float, default=1.0, help="KD av -> a, v")
     parser.add_argument("--transfer-to-av", type=float, default=0.5, help="KD a, v -> av")
     parser.add_argument("--temperature", type=float, default=2.0, help="KD temperature")
