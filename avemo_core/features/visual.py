@@ -9,6 +9,12 @@ histogram equalisation) found large false boxes on flat backgrounds, which the l
 then picks.
 A frame without a detected face gives its centre square instead, flagged `face=False`, so every
 sampled frame yields a crop and the share of real face crops is known per clip.
+
+Within a clip, a face found in one frame is looked for first near where it was (the same detector
+on a window around the last box, over a narrow range of sizes: a fraction of the cost of a
+full-frame search), and the whole frame is searched when that fails and every
+`full_search_every` frames, so a larger face that appears is picked up within that many frames.
+Every face reported is a detection in its own frame; nothing is carried over blindly.
 """
 
 from __future__ import annotations
@@ -34,6 +40,8 @@ class VisualFeatureConfig(FrozenConfig):
         4  # overlapping hits needed to accept a face; more: fewer false ones
     )
     cascade_file: str = "haarcascade_frontalface_alt2.xml"  # in cv2.data.haarcascades, or a path
+    full_search_every: int = 5  # sampled frames between full-frame searches (1: every frame)
+    track_window: float = 2.0  # side of the search window around the last face, in face sides
 
     def validate(self) -> None:
         require(self.fps > 0, "fps must be > 0")
@@ -44,6 +52,8 @@ class VisualFeatureConfig(FrozenConfig):
         require(self.detect_scale_step > 1.0, "detect_scale_step must be > 1")
         require(self.detect_min_neighbors >= 0, "detect_min_neighbors must be >= 0")
         require(bool(self.cascade_file), "cascade_file must be set")
+        require(self.full_search_every >= 1, "full_search_every must be >= 1")
+        require(self.track_window >= 1.0, "track_window must be >= 1")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,10 +113,30 @@ class FaceCropper:
             raise RuntimeError(f"face detector cascade could not be loaded: {path}")
 
     def __call__(self, frame: np.ndarray) -> FaceCrop:
-        """frame: (H, W, 3) RGB or (H, W) grey uint8."""
+        """frame: (H, W, 3) RGB or (H, W) grey uint8; the whole frame is searched."""
         grey = to_grey(frame)
+        return self._crop(grey, self._largest_face(grey))
+
+    def crop_frames(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(T, H, W[, 3]) uint8 frames of one clip -> ((T, crop_px, crop_px) uint8 crops, (T,)
+        bool face flags), searching near the last face first (see the module docstring)."""
+        side = self.config.crop_px
+        crops = np.empty((len(frames), side, side), dtype=np.uint8)
+        flags = np.zeros(len(frames), dtype=bool)
+        last: tuple[int, int, int, int] | None = None
+        for i, frame in enumerate(frames):
+            grey = to_grey(frame)
+            box = None
+            if last is not None and i % self.config.full_search_every:
+                box = self._face_near(grey, last)
+            if box is None:
+                box = self._largest_face(grey)
+            result = self._crop(grey, box)
+            crops[i], flags[i], last = result.crop, result.face, box
+        return crops, flags
+
+    def _crop(self, grey: np.ndarray, box: tuple[int, int, int, int] | None) -> FaceCrop:
         height, width = grey.shape
-        box = self._largest_face(grey)
         if box is None:
             side = min(height, width)
             left, top = (width - side) // 2, (height - side) // 2
@@ -117,28 +147,40 @@ class FaceCropper:
         crop = cv2.resize(region, size, interpolation=cv2.INTER_AREA)
         return FaceCrop(crop=crop, face=box is not None, box=box)
 
-    def crop_frames(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(T, H, W[, 3]) uint8 -> ((T, crop_px, crop_px) uint8 crops, (T,) bool face flags)."""
-        side = self.config.crop_px
-        crops = np.empty((len(frames), side, side), dtype=np.uint8)
-        flags = np.zeros(len(frames), dtype=bool)
-        for i, frame in enumerate(frames):
-            result = self(frame)
-            crops[i] = result.crop
-            flags[i] = result.face
-        return crops, flags
-
-    def _largest_face(self, grey: np.ndarray) -> tuple[int, int, int, int] | None:
+    def _largest_face(
+        self,
+        grey: np.ndarray,
+        min_px: int | None = None,
+        max_px: int = 0,
+    ) -> tuple[int, int, int, int] | None:
+        min_px = max(self.config.min_face_px, min_px or 0)
         found = self._detector.detectMultiScale(
             grey,
             scaleFactor=self.config.detect_scale_step,
             minNeighbors=self.config.detect_min_neighbors,
-            minSize=(self.config.min_face_px, self.config.min_face_px),
+            minSize=(min_px, min_px),
+            maxSize=(max_px, max_px),
         )
         if len(found) == 0:
             return None
         x, y, w, h = max(found, key=lambda b: int(b[2]) * int(b[3]))
         return int(x), int(y), int(w), int(h)
+
+    def _face_near(
+        self, grey: np.ndarray, last: tuple[int, int, int, int]
+    ) -> tuple[int, int, int, int] | None:
+        """The largest face of about the last one's size in a window around it, else None."""
+        height, width = grey.shape
+        x, y, w, h = last
+        size = max(w, h)
+        reach = round(size * self.config.track_window)
+        left, top = max(0, x + w // 2 - reach // 2), max(0, y + h // 2 - reach // 2)
+        window = grey[top : min(height, top + reach), left : min(width, left + reach)]
+        box = self._largest_face(window, min_px=round(size / 1.5), max_px=round(size * 1.5))
+        if box is None:
+            return None
+        bx, by, bw, bh = box
+        return bx + left, by + top, bw, bh
 
 
 def to_grey(frame: np.ndarray) -> np.ndarray:

@@ -265,3 +265,39 @@ def test_cheap_to_build_and_fast_per_frame(astronaut: np.ndarray) -> None:
     assert flags.all()
     assert build_s < 1.0, f"construction took {build_s:.2f} s"
     assert per_frame_s < 0.25, f"{per_frame_s * 1000:.0f} ms CPU per 360x202 frame"
+
+
+def test_search_near_the_last_face_finds_what_a_full_search_finds(astronaut: np.ndarray) -> None:
+    """A face drifting across the frame: the tracked crops match the full-search ones."""
+    rng = np.random.default_rng(7)
+    scene = background("photo", 202, 360, rng)
+    frames = np.stack(
+        [paste(astronaut, scene, 0.38, 0.1 + 0.06 * k, 0.4 + 0.03 * k)[0] for k in range(12)]
+    )  # (12, H, W, 3)
+    full_crops, full_flags = FaceCropper(VisualFeatureConfig(full_search_every=1)).crop_frames(
+        frames
+    )
+    crops, flags = FaceCropper(VisualFeatureConfig(full_search_every=5)).crop_frames(frames)
+    assert flags.all() and full_flags.all()
+    for tracked, full in zip(crops, full_crops, strict=True):
+        assert correlation(tracked, full) >= MIN_CROP_CORRELATION
+
+
+def test_a_larger_face_is_taken_at_the_next_full_search(astronaut: np.ndarray) -> None:
+    """A second, larger face (mirrored, to tell them apart) appears in frame 2: tracking keeps the
+    first until frame 5's full search, which takes the largest, as the rule says."""
+    rng = np.random.default_rng(8)
+    scene = background("noise", 360, 640, rng)
+    small_only, _ = paste(astronaut, scene, 0.35, 0.05, 0.5)
+    both, _ = paste(np.ascontiguousarray(astronaut[:, ::-1]), small_only, 0.6, 0.95, 0.5)
+    frames = np.stack([small_only, small_only] + [both] * 8)  # (10, H, W, 3)
+    largest = FaceCropper(VisualFeatureConfig(full_search_every=1))(both).crop
+    crops, flags = FaceCropper(VisualFeatureConfig(full_search_every=5)).crop_frames(frames)
+    assert flags.all()
+    assert all(correlation(crop, largest) < 0.5 for crop in crops[:5])  # the first face
+    assert all(correlation(crop, largest) >= MIN_CROP_CORRELATION for crop in crops[5:])
+
+
+def test_full_search_every_must_be_positive() -> None:
+    with pytest.raises(ConfigError, match="full_search_every"):
+        VisualFeatureConfig(full_search_every=0)
