@@ -8,12 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from jobs.demo import MODEL_NAME, DemoConfig
 
 
-@pytest.mark.slow
 def test_reduced_demo_labels_every_new_file(tmp_path: Path) -> None:
     work = tmp_path / "demo"
     result = subprocess.run(

@@ -129,7 +129,6 @@ def test_label_job_submitted_through_the_jobs_api(tmp_path: Path, jobs_client) -
     check_label_rows(labels)
 
 
-@pytest.mark.slow  # two runs over 160 clips on the 2-CPU head
 def test_killed_run_resumes_where_it_stopped(
     tmp_path: Path, ray_head: dict[str, str], jobs_client
 ) -> None:  # noqa: ANN001

@@ -58,7 +58,6 @@ def _wait_for_first_checkpoint(run_dir: Path, proc: subprocess.Popen, timeout_s:
     raise TimeoutError("no checkpoint appeared")
 
 
-@pytest.mark.slow  # two CLI drivers and three epochs; the worker-failure case runs by default
 def test_killed_driver_resumes_into_the_same_mlflow_run(
     ray_cluster: None, mlflow_uri: str, shards: Path, tmp_path: Path
 ) -> None:

@@ -93,7 +93,6 @@ def test_shards_get_every_condition_their_clips_support(tmp_path: Path, checkpoi
     assert any("committed part" in line for line in lines)
 
 
-@pytest.mark.slow  # several labelling runs; media reruns are covered by the default suite
 def test_rerun_labels_only_new_media_and_other_models_when_asked(
     tmp_path: Path, checkpoint: Path
 ) -> None:
@@ -137,7 +136,6 @@ def _register(client, name: str, checkpoint: Path) -> str:  # noqa: ANN001 (Mlfl
     return str(version.version)
 
 
-@pytest.mark.slow  # four labelling runs against the registry
 def test_registry_alias_pins_one_version_and_older_labels_are_replaced(
     tmp_path: Path, checkpoint: Path, mlflow_uri: str
 ) -> None:
