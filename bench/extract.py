@@ -34,14 +34,15 @@ FFMPEG = ["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-y"]
 
 
 def head_png(folder: Path) -> Path:
-    """The astronaut's head from scikit-image's photograph, 320 px, as the bench's speaker."""
-    path = folder / "head.png"
+    """The astronaut's head from scikit-image's photograph, 560 px, as the bench's speaker: its
+    face is about a third of the 720p frame's height, as in talking-head footage."""
+    path = folder / "head-560.png"
     if not path.exists():
         import cv2
         from skimage import data
 
         head = data.astronaut()[0:260, 100:360]  # (260, 260, 3) RGB around the face
-        cv2.imwrite(str(path), cv2.cvtColor(cv2.resize(head, (320, 320)), cv2.COLOR_RGB2BGR))
+        cv2.imwrite(str(path), cv2.cvtColor(cv2.resize(head, (560, 560)), cv2.COLOR_RGB2BGR))
     return path
 
 
@@ -51,7 +52,7 @@ def make_video(path: Path, seconds: float) -> Path:
     if not path.exists():
         partial = path.with_name(f".{path.name}.partial.mp4")
         head = head_png(path.parent)
-        drift = "overlay=x='480+120*sin(t/3)':y='200+40*cos(t/2)':shortest=1"
+        drift = "overlay=x='360+200*sin(t/3)':y='80+40*cos(t/2)':shortest=1"
         subprocess.run(
             [*FFMPEG, "-f", "lavfi", "-i", f"testsrc2=size=1280x720:rate=25:duration={seconds}",
              "-loop", "1", "-framerate", "25", "-i", str(head),
