@@ -1,7 +1,7 @@
 """Training throughput on CPU: Ray Train with 1 and 2 workers against the plain loop, and the step
 time of co-learning (three views) against the conventional av model.
 
-    .venv/bin/python bench/train.py [--clips 192] [--epochs 3] [--model-size tiny] [--batch-size 16]
+    .venv/bin/python bench/train.py [--clips 512] [--epochs 3] [--model-size tiny] [--batch-size 16]
 
 Same synthetic shards (tests/shard_factory.py), same model and batch size everywhere. Ray Train's
 samples/s is measured inside the worker around `train_epoch`, so it includes Ray Data's streaming,
@@ -81,7 +81,7 @@ def ray_samples_per_s(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--clips", type=int, default=192)
+    parser.add_argument("--clips", type=int, default=512)
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--model-size", default="tiny")
     parser.add_argument("--batch-size", type=int, default=16)
