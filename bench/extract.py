@@ -12,8 +12,9 @@ Ray's workers); the extraction is the real Ray Data job (`pipelines.extract.run_
 local cluster of that many CPUs, timed after a warm-up that starts its workers; bare ffmpeg decodes
 the files one after another with its default threading; the two sides alternate `--repeat` times
 and the fastest run of each counts (the machine may be shared). Memory: peak resident memory of
-the whole process tree (Python plus its ffmpeg children, sampled every 20 ms) while one Ray task's
-work (`pipelines.extract_media.extract_media`) extracts one file in a fresh process.
+the whole process tree (the high-water marks of Python and its live ffmpeg children, sampled every
+20 ms) while one Ray task's work (`pipelines.extract_media.extract_media`) extracts one file in a
+fresh process.
 """
 
 from __future__ import annotations
@@ -184,13 +185,15 @@ def _children(pid: int) -> list[int]:
 
 
 def tree_rss_bytes(pid: int) -> int:
-    """Resident memory of a process and all its descendants."""
+    """Peak resident memory of a process and its live descendants: the sum of their high-water
+    marks (VmHWM), so a short-lived ffmpeg counts at its peak even if no sample fell on it. An
+    upper bound of what they held at once."""
     total, todo = 0, [pid]
     while todo:
         current = todo.pop()
         try:
             for line in Path(f"/proc/{current}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
+                if line.startswith("VmHWM:"):
                     total += int(line.split()[1]) * 1024
         except OSError:
             continue
@@ -215,14 +218,22 @@ def peak_memory(path: Path, work: Path) -> dict:
 
 
 def measure_memory(path: str, work: str) -> None:
-    """(child) Extract one file exactly as a Ray Data task does, then report clip count."""
+    """(child) Extract one file exactly as a Ray Data task does, then report clip count.
+
+    A Ray Data worker has built Arrow data before its first task (its input arrives as an Arrow
+    batch), so Arrow's one-time allocator set-up (about 50 MiB) is done here first too: otherwise
+    it lands inside the measurement, while ffmpeg runs for a long file and after it for a short one.
+    """
     import resource
+
+    import pyarrow as pa
 
     from avemo_core.schema import clip_schema
     from pipelines.extract import ExtractConfig
     from pipelines.extract_media import MediaTask, build_extractor, extract_media
     from pipelines.shards import ShardStore
 
+    pa.Table.from_pylist([{"uri": path}])  # the batch a Ray Data task receives
     config = ExtractConfig(input_uri=path, output_uri=work)
     extractor = build_extractor(config.extractor_config())
     store = ShardStore(work)
