@@ -156,28 +156,22 @@ def _last_line(text: str) -> str:
     return lines[-1] if lines else "no message"
 
 
+def _ffprobe(path: str, *args: str) -> subprocess.CompletedProcess:
+    """ffprobe on a local file as an argument list, file protocol only; raises TimeoutExpired."""
+    cmd = [FFPROBE, "-v", "error", "-protocol_whitelist", "file", *args, ffmpeg_url(path)]
+    return subprocess.run(
+        cmd, capture_output=True, timeout=PROBE_TIMEOUT_S, stdin=subprocess.DEVNULL, check=False
+    )
+
+
 def probe(path: str) -> MediaInfo:
     """Probe a local media file; raises MediaError with a specific reason when it is not media."""
     if not os.path.exists(path):
         raise MediaError("read", "not_found", f"no such file: {path}")
     if os.path.getsize(path) == 0:
         raise MediaError("probe", "empty_file", "file is empty (0 bytes)")
-    cmd = [
-        FFPROBE,
-        "-v",
-        "error",
-        "-protocol_whitelist",
-        "file",
-        "-print_format",
-        "json",
-        "-show_format",
-        "-show_streams",
-        ffmpeg_url(path),
-    ]
     try:
-        done = subprocess.run(
-            cmd, capture_output=True, timeout=PROBE_TIMEOUT_S, stdin=subprocess.DEVNULL, check=False
-        )
+        done = _ffprobe(path, "-print_format", "json", "-show_format", "-show_streams")
     except subprocess.TimeoutExpired:
         raise MediaError("probe", "timeout", f"ffprobe took over {PROBE_TIMEOUT_S:.0f} s") from None
     stderr = done.stderr.decode(errors="replace")
@@ -193,22 +187,9 @@ def probe(path: str) -> MediaInfo:
 def packet_duration_s(path: str) -> float | None:
     """Duration from the packet timestamps (read, not decoded): for raw streams and live
     recordings whose headers state none. None when the packets carry no timing either."""
-    cmd = [
-        FFPROBE,
-        "-v",
-        "error",
-        "-protocol_whitelist",
-        "file",
-        "-show_entries",
-        "packet=stream_index,pts_time,duration_time",
-        "-of",
-        "compact=p=0",
-        ffmpeg_url(path),
-    ]
+    entries = "packet=stream_index,pts_time,duration_time"
     try:
-        done = subprocess.run(
-            cmd, capture_output=True, timeout=PROBE_TIMEOUT_S, stdin=subprocess.DEVNULL, check=False
-        )
+        done = _ffprobe(path, "-show_entries", entries, "-of", "compact=p=0")
     except subprocess.TimeoutExpired:
         return None
     ends: dict[str, float] = {}
