@@ -81,9 +81,7 @@ def _inside(path: str, root: str | None) -> bool:
 
 def _list_local(input_uri: str, exclude: str | None) -> list[MediaFile]:
     if glob.has_magic(input_uri):
-        paths = [
-            os.path.abspath(p) for p in glob.glob(input_uri, recursive=True) if os.path.isfile(p)
-        ]
+        paths = [os.path.abspath(p) for p in glob.glob(input_uri, recursive=True)]
         return _sized([p for p in paths if is_media_name(p) and not _inside(p, exclude)])
     root = os.path.abspath(input_uri)
     if os.path.isfile(root):

@@ -148,12 +148,10 @@ class FaceCropper:
         return FaceCrop(crop=crop, face=box is not None, box=box)
 
     def _largest_face(
-        self,
-        grey: np.ndarray,
-        min_px: int | None = None,
-        max_px: int = 0,
+        self, grey: np.ndarray, min_px: int = 0, max_px: int = 0
     ) -> tuple[int, int, int, int] | None:
-        min_px = max(self.config.min_face_px, min_px or 0)
+        """Largest detection with a side in [max(min_px, min_face_px), max_px] (0: no bound)."""
+        min_px = max(self.config.min_face_px, min_px)
         found = self._detector.detectMultiScale(
             grey,
             scaleFactor=self.config.detect_scale_step,

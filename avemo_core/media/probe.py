@@ -143,7 +143,9 @@ def parse_probe(
         )
     durations = [_float(fmt.get("duration"))]
     durations += [s.duration_s for s in (audio, video) if s is not None]
-    known = [d for d in durations if d] or [d for d in [measure_duration()] if d]
+    known = [d for d in durations if d]
+    if not known and (measured := measure_duration()):
+        known = [measured]
     if not known:
         raise MediaError(
             "probe", "unknown_duration", "neither the container nor a stream states a duration"
