@@ -1,24 +1,18 @@
 """`avemo label` on a separately started Ray cluster: submitted through the Ray Jobs API, and run as
 a driver that is SIGKILLed half-way and then resumes.
 
-The cluster is a real head started with `ray start --head --block` in its own session, temp dir
-and ports, so it never meets the in-process `ray_cluster` fixture; this test process never
+The cluster is a real head (tests/jobs/ray_head.py) without token auth; this test process never
 connects a Ray driver to it (it talks HTTP to the Jobs API, and `avemo` runs as a subprocess).
-Teardown ends that session's process group, not `ray stop`, which would stop every Ray cluster of
-this user on the machine.
+test_ray_job_submit_token.py does the same against a token-authenticated head.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shlex
-import shutil
 import signal
 import subprocess
-import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,11 +20,11 @@ from pathlib import Path
 import pytest
 
 from pipelines.label_store import LabelStore
+from tests.jobs.ray_head import BIN, head_log
+from tests.jobs.ray_head import ray_head as start_ray_head
 from tests.pipelines.label_helpers import check_label_rows, write_checkpoint
-from tests.services import free_port
 from tests.shard_factory import ShardSpec, write_clip_shards
 
-BIN = Path(sys.executable).parent
 # A loopback-only test cluster without token auth (a real one keeps Ray's default token auth).
 HEAD_ENV = {"RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
 
@@ -38,30 +32,8 @@ HEAD_ENV = {"RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
 @pytest.fixture(scope="module")
 def ray_head() -> Iterator[dict[str, str]]:
     """A real single-node Ray cluster (2 CPUs); yields its GCS and Jobs API addresses."""
-    # Short temp dir: Ray's socket paths must stay under the 107-character limit.
-    temp = tempfile.mkdtemp(prefix="avray-", dir="/tmp")
-    port, dashboard = free_port(), free_port()
-    cmd = [
-        str(BIN / "ray"), "start", "--head", "--block", "--disable-usage-stats",
-        "--port", str(port), "--num-cpus", "2", "--temp-dir", temp,
-        "--include-dashboard", "true", "--dashboard-host", "127.0.0.1",
-        "--dashboard-port", str(dashboard), "--dashboard-agent-listen-port", str(free_port()),
-    ]  # fmt: skip
-    env = {**os.environ, **HEAD_ENV}
-    with open(Path(temp) / "head.log", "wb") as log:
-        head = subprocess.Popen(
-            cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
-        )
-    try:
-        yield {"gcs": f"127.0.0.1:{port}", "jobs": f"http://127.0.0.1:{dashboard}", "temp": temp}
-    finally:
-        os.killpg(head.pid, signal.SIGTERM)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            head.wait(timeout=10)
-        with contextlib.suppress(ProcessLookupError):  # whatever of the session is still there
-            os.killpg(head.pid, signal.SIGKILL)
-        head.wait(timeout=30)
-        shutil.rmtree(temp, ignore_errors=True)
+    with start_ray_head(HEAD_ENV) as head:
+        yield head
 
 
 @pytest.fixture
@@ -75,7 +47,7 @@ def jobs_client(ray_head: dict[str, str]):  # noqa: ANN201
             return JobSubmissionClient(ray_head["jobs"])
         except ConnectionError:
             if time.monotonic() > deadline:
-                log = (Path(ray_head["temp"]) / "head.log").read_text()[-2000:]
+                log = head_log(ray_head)
                 raise TimeoutError(f"Ray head did not come up:\n{log}") from None
             time.sleep(2)
 
