@@ -116,6 +116,7 @@ MELD_SPLITS = {
 
 def meld(root: Path, media: Copier, missing: tuple[str, ...] = ()) -> None:
     """MELD.Raw: the three CSVs and a clip per row, except the `split/diaD_uttU.mp4` in missing."""
+    root.mkdir(parents=True, exist_ok=True)
     for split, (table, folder, rows) in MELD_SPLITS.items():
         with (root / table).open("w", newline="", encoding="utf-8") as f:
             writer = csv.writer(f)
