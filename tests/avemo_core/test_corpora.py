@@ -68,6 +68,7 @@ def test_header_durations_match_ffprobe(tmp_path: Path) -> None:
         "flac": tmp_path / "a.flac",
         "mp4": mp4(tmp_path / "a.mp4", 1.5, size="64x48"),
         "m4a": av_file(tmp_path / "a.m4a", 0.9, video=False),
+        "flv": av_file(tmp_path / "a.flv", 0.8, size="64x48", video_codec=("-c:v", "flv1")),
     }
     ffmpeg("-i", files["wav"], files["flac"])
     for kind, path in files.items():
@@ -77,14 +78,19 @@ def test_header_durations_match_ffprobe(tmp_path: Path) -> None:
 
 
 def test_containers_without_a_header_reader_and_broken_files_go_to_ffprobe(tmp_path: Path) -> None:
-    flv = av_file(tmp_path / "a.flv", 0.8, size="64x48", video_codec=("-c:v", "flv1"))
-    assert header_duration_s(flv) is None
-    assert duration_s(flv) == pytest.approx(probe(str(flv)).duration_s)
+    mkv = av_file(tmp_path / "a.mkv", 0.8, size="64x48")
+    assert header_duration_s(mkv) is None
+    assert duration_s(mkv) == pytest.approx(probe(str(mkv)).duration_s)
+    flv_without_metadata = tmp_path / "b.flv"
+    flv_without_metadata.write_bytes(
+        b"FLV\x01\x05\x00\x00\x00\x09" + bytes(4) + b"\x09" + bytes(30)
+    )
+    assert header_duration_s(flv_without_metadata) is None
     garbage = tmp_path / "03-01-01-01-01-01-01.wav"
     garbage.write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunk" * 3)
     empty = tmp_path / "empty.mp4"
     empty.write_bytes(b"")
-    lengths = durations([flv, garbage, empty], workers=2)
+    lengths = durations([mkv, garbage, empty], workers=2)
     assert isinstance(lengths[0], float)
     assert isinstance(lengths[1], MediaError) and isinstance(lengths[2], MediaError)
     assert lengths[2].kind == "empty_file"
