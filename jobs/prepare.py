@@ -64,11 +64,13 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(str(err)) from err
     except OSError as err:
         raise UserError(f"cannot read or write {err.filename}: {err.strerror or err}") from err
+    speakers = summary.speakers_per_split
     splits = ", ".join(
-        f"{n} {split} ({summary.speakers_per_split[split]} speakers)"
+        f"{n} {split} ({speakers[split]} speaker{'' if speakers[split] == 1 else 's'})"
         for split, n in summary.per_split.items()
     )
-    print(f"{args.corpus}: {sum(summary.per_split.values())} files: {splits}")
+    total = sum(summary.per_split.values())
+    print(f"{args.corpus}: {total} files in {summary.elapsed_s:.1f} s: {splits}")
     for reason, entry in summary.skipped.items():
         print(f"skipped {entry['count']} {reason}, e.g. {'; '.join(entry['first'][:3])}")
     print(f"manifest: {summary.manifest}\nmetadata: {summary.metadata}")

@@ -14,14 +14,15 @@ from avemo_core.corpora import PrepareConfig, prepare
 from avemo_core.corpora.manifest import metadata_path
 from avemo_core.labels import EMOTIONS
 from avemo_core.media.clips import parse_manifest
+from avemo_core.media.probe import probe
 from tests.avemo_core import corpus_layouts
 from tests.avemo_core.corpus_layouts import RAVDESS_DATA, Copier
 
 
-def _real_ravdess() -> Path:
-    if not RAVDESS_DATA.is_dir():
-        pytest.skip(f"real RAVDESS speech files not found at {RAVDESS_DATA.resolve()}")
-    return RAVDESS_DATA
+def _real(folder: Path = RAVDESS_DATA) -> Path:
+    if not folder.is_dir():
+        pytest.skip(f"real RAVDESS files not found at {folder.resolve()}")
+    return folder
 
 
 def _rows(manifest: Path) -> dict[str, dict[str, str]]:
@@ -32,7 +33,7 @@ def _rows(manifest: Path) -> dict[str, dict[str, str]]:
 @pytest.fixture(scope="module")
 def real(tmp_path_factory: pytest.TempPathFactory) -> Path:
     manifest = tmp_path_factory.mktemp("ravdess") / "ravdess.csv"
-    prepare(PrepareConfig("ravdess"), _real_ravdess(), manifest)
+    prepare(PrepareConfig("ravdess"), _real(), manifest)
     return manifest
 
 
@@ -112,3 +113,14 @@ def test_one_recording_in_two_encodings_is_kept_once_lossless(tmp_path: Path) ->
         "03-01-04-01-01-01-03.mp4",
     }
     assert summary.skipped["duplicate"] == {"count": 1, "first": ["mp4/03-01-04-01-01-01-02.mp4"]}
+
+
+def test_real_audio_video_files_with_lengths_from_their_headers(tmp_path: Path) -> None:
+    folder = _real(RAVDESS_DATA.parent / "ravdess-av-actor05")
+    summary = prepare(PrepareConfig("ravdess"), folder, tmp_path / "av.csv")
+    assert summary.per_split == {"train": 28, "valid": 0, "test": 0}  # actor 05 only
+    rows = _rows(tmp_path / "av.csv")
+    assert Counter(name[:2] for name in rows) == {"01": 14, "02": 14}
+    for name in sorted(rows)[::9]:  # a few: ffprobe is the slow path the header read avoids
+        expected = probe(str(folder / name)).duration_s
+        assert float(rows[name]["end_s"]) == pytest.approx(expected, abs=1e-3)
