@@ -163,3 +163,12 @@ def test_config_refuses_what_cannot_work(tmp_path: Path) -> None:
         prepare(PrepareConfig("emodb"), tmp_path / "nowhere", tmp_path / "m.csv")
     with pytest.raises(CorpusError, match="is a folder"):
         prepare(PrepareConfig("emodb"), tmp_path, tmp_path)
+
+
+def test_rerun_writes_the_same_bytes(emodb_dir: Path, tmp_path: Path) -> None:
+    first, second = tmp_path / "a" / "m.csv", tmp_path / "b" / "m.csv"
+    prepare(PrepareConfig("emodb"), emodb_dir, first)
+    prepare(PrepareConfig("emodb", workers=1), emodb_dir, second)
+    assert first.read_bytes() == second.read_bytes()
+    meta = [json.loads(metadata_path(p).read_text()) for p in (first, second)]
+    assert meta[0]["counts"] == meta[1]["counts"] and meta[0]["split_rule"] == meta[1]["split_rule"]
