@@ -17,6 +17,7 @@ from jobs.errors import UserError
 # Subcommand name -> module in jobs/ that defines `add_arguments(parser)` and `run(args) -> int`.
 COMMANDS: dict[str, str] = {
     "synth": "jobs.synth",
+    "prepare": "jobs.prepare",
     "extract": "jobs.extract",
     "train": "jobs.train",
     "evaluate": "jobs.evaluate",

@@ -17,7 +17,7 @@ def _avemo(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_every_design_command_is_registered() -> None:
-    assert set(COMMANDS) == {"synth", "extract", "train", "evaluate", "label", "demo"}
+    assert set(COMMANDS) == {"synth", "prepare", "extract", "train", "evaluate", "label", "demo"}
     parser = build_parser()
     for name in COMMANDS:
         # Each subcommand parses its own --help (SystemExit 0), so its arguments are well formed.
