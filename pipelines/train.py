@@ -48,6 +48,7 @@ from avemo_core.colearning import CoLearningConfig, conditions_for_mode
 from avemo_core.config import FrozenConfig, require
 from avemo_core.data import Batch, batch_from_columns
 from avemo_core.labels import CONDITIONS, EMOTIONS
+from avemo_core.metrics import ThresholdConfig
 from avemo_core.model import CrossModalTransformer, ModelConfig
 from pipelines import datasets, tracking
 
@@ -351,6 +352,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     model_config = ModelConfig.from_dict(config["model"])
     train_config = training.TrainConfig.from_dict(config["train"])
     colearning = CoLearningConfig.from_dict(config["colearning"])
+    threshold_config = ThresholdConfig.from_dict(config["thresholds"])
     device = ray.train.torch.get_device() if config["use_gpu"] else torch.device("cpu")
     training.seed_everything(train_config.seed)
     model = CrossModalTransformer(model_config).to(device)
@@ -380,7 +382,9 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         if rank != 0:
             ray.train.report({}, checkpoint=None)
             continue
-        valid_metrics, thresholds = training.validate(model, valid, conditions, device)
+        valid_metrics, thresholds = training.validate(
+            model, valid, conditions, device, threshold_config
+        )
         record = {"epoch": float(epoch), "train/samples_per_s": stats["samples"] * world / elapsed}
         record.update({f"train/{k}": v for k, v in stats.items()})
         record.update({f"valid/{k}": v for k, v in valid_metrics.items()})
@@ -425,6 +429,7 @@ def _write_checkpoint(
         "mode": config["colearning"]["mode"],
         "colearning": config["colearning"],
         "train": config["train"],
+        "threshold_config": config["thresholds"],
         "data_fingerprint": config["data_fingerprint"],
         "mlflow_run_id": config["mlflow_run_id"],
     }
@@ -507,8 +512,13 @@ def run_training(
     model_config: ModelConfig,
     train_config: training.TrainConfig,
     colearning: CoLearningConfig,
+    thresholds: ThresholdConfig | None = None,
 ) -> TrainOutcome:
-    """Train (or resume) one run on the connected Ray cluster and track it in MLflow."""
+    """Train (or resume) one run on the connected Ray cluster and track it in MLflow.
+
+    `thresholds` says how rank 0 tunes the decision thresholds on validation each epoch.
+    """
+    thresholds = thresholds or ThresholdConfig()
     from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
 
@@ -533,6 +543,7 @@ def run_training(
         **tracking.flat_params("model", model_config.to_dict()),
         **tracking.flat_params("train", train_config.to_dict()),
         **tracking.flat_params("colearning", colearning.to_dict()),
+        **tracking.flat_params("thresholds", thresholds.to_dict()),
         **tracking.flat_params("features", info.feature_config),
         "data.uri": settings.data_uri,
         "data.fingerprint": info.fingerprint,
@@ -571,6 +582,7 @@ def run_training(
         "model": model_config.to_dict(),
         "train": train_config.to_dict(),
         "colearning": colearning.to_dict(),
+        "thresholds": thresholds.to_dict(),
         "use_gpu": settings.use_gpu,
         "feature_config": info.feature_config,
         "data_fingerprint": info.fingerprint,
