@@ -5,7 +5,8 @@ A checkpoint is a directory:
     model.safetensors   the state dict (safetensors: a JSON header and raw tensor bytes; loading
                         it runs no code, so a checkpoint from elsewhere is safe to open)
     avemo.json          format version, model config, label names, feature config, thresholds per
-                        condition, metadata (epoch, metrics, training config, ...)
+                        condition, metadata (epoch, metrics, training config, the conditions the
+                        model was trained, validated and scored on, ...)
 
 It is written into a temporary sibling directory and renamed into place, so a reader never sees a
 half-written checkpoint. There is deliberately no `torch.load` path: nothing here unpickles.
@@ -28,12 +29,14 @@ from safetensors.torch import load_model, save_model
 
 from avemo_core import __version__
 from avemo_core.config import ConfigError
-from avemo_core.labels import CONDITIONS
+from avemo_core.labels import CONDITION_MODALITIES, CONDITIONS
 from avemo_core.model import CrossModalTransformer, ModelConfig
 
 FORMAT_VERSION = 1
 WEIGHTS_FILE = "model.safetensors"
 META_FILE = "avemo.json"
+# metadata["conditions"]: {"trained": [...], "validated": [...], "scored": [...]} (see `conditions`)
+CONDITIONS_KEY = "conditions"
 
 
 class CheckpointError(ValueError):
@@ -48,6 +51,29 @@ class Checkpoint:
     labels: list[str]  # emotion names in logit order
     feature_config: dict[str, Any]  # the extractor config the model was trained on
     metadata: dict[str, Any]  # epoch, metrics, co-learning config, data fingerprint, ...
+
+    @property
+    def conditions(self) -> tuple[str, ...]:
+        """The conditions this model labels with (`served_conditions`)."""
+        return served_conditions(self.metadata, self.thresholds)
+
+
+def served_conditions(metadata: dict[str, Any], thresholds: dict[str, Any]) -> tuple[str, ...]:
+    """Validated conditions (thresholds tuned on validation) whose every modality some trained
+    condition fed: a branch the training data never reached is not served, whatever its
+    thresholds. A checkpoint that predates this record serves its thresholds' conditions."""
+    recorded = metadata.get(CONDITIONS_KEY)
+    if not isinstance(recorded, dict):
+        return tuple(c for c in CONDITIONS if c in thresholds)
+    trained = recorded.get("trained", [])
+    fed = {i for c in trained for i, used in enumerate(CONDITION_MODALITIES[c]) if used}
+    return tuple(
+        c
+        for c in CONDITIONS
+        if c in recorded.get("validated", [])
+        and c in thresholds
+        and all(i in fed for i, used in enumerate(CONDITION_MODALITIES[c]) if used)
+    )
 
 
 def _plain(value: Any) -> Any:
@@ -82,6 +108,20 @@ def _check_fields(labels: Any, thresholds: Any, num_labels: int) -> None:
             raise CheckpointError(f"thresholds[{condition!r}] must be {num_labels} finite numbers")
 
 
+def _check_conditions(metadata: Any, thresholds: dict[str, Any]) -> None:
+    """metadata["conditions"], when present: lists of known conditions; validated ones tuned."""
+    recorded = metadata.get(CONDITIONS_KEY) if isinstance(metadata, dict) else None
+    if recorded is None:
+        return
+    if not isinstance(recorded, dict) or not all(
+        isinstance(v, list) and set(v) <= set(CONDITIONS) for v in recorded.values()
+    ):
+        raise CheckpointError(f"metadata.conditions must map names to lists of {CONDITIONS}")
+    untuned = sorted(set(recorded.get("validated", [])) - set(thresholds))
+    if untuned:
+        raise CheckpointError(f"validated condition(s) {untuned} have no thresholds")
+
+
 def save_checkpoint(directory: str | Path, checkpoint: Checkpoint) -> Path:
     """Write `checkpoint` to `directory` atomically, replacing an older one; return the path."""
     target = Path(directory)
@@ -89,6 +129,7 @@ def save_checkpoint(directory: str | Path, checkpoint: Checkpoint) -> Path:
     thresholds = {c: [float(v) for v in values] for c, values in checkpoint.thresholds.items()}
     labels = list(checkpoint.labels)
     _check_fields(labels, thresholds, num_labels)
+    _check_conditions(checkpoint.metadata, thresholds)
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
     try:
@@ -158,6 +199,7 @@ def load_checkpoint(directory: str | Path, map_location: str = "cpu") -> Checkpo
     except (ConfigError, TypeError) as err:
         raise CheckpointError(f"{root / META_FILE}: bad model_config: {err}") from None
     _check_fields(meta["labels"], meta["thresholds"], config.num_labels)
+    _check_conditions(meta.get("metadata", {}), meta["thresholds"])
     weights = root / WEIGHTS_FILE
     if not weights.is_file():
         raise CheckpointError(f"{weights} is missing")

@@ -96,7 +96,8 @@ _LABEL_FIELDS: list[pa.Field] = [
     pa.field("modalities", pa.string(), nullable=False),
     *[pa.field(prob_column(c, e), pa.float32()) for c in CONDITIONS for e in EMOTIONS],
     pa.field("tags", pa.list_(pa.string()), nullable=False),
-    pa.field("tags_condition", pa.string(), nullable=False),
+    pa.field("tags_condition", pa.string()),  # null when no condition of the model could run
+    pa.field("conditions", pa.list_(pa.string()), nullable=False),  # the conditions that ran
     pa.field("model_name", pa.string(), nullable=False),
     pa.field("model_version", pa.string(), nullable=False),
     pa.field("model_run_id", pa.string(), nullable=False),

@@ -9,16 +9,15 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import random
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
 
-from avemo_core import metrics
+from avemo_core import inference, metrics
 from avemo_core.colearning import CoLearningConfig, colearning_loss, conditions_for_mode
 from avemo_core.config import FrozenConfig, require
 from avemo_core.data import Batch
-from avemo_core.labels import CONDITION_MODALITIES
 from avemo_core.model import CrossModalTransformer
 
 
@@ -111,30 +110,35 @@ def train_epoch(
 
 
 def predict(
-    model: CrossModalTransformer, batches: Iterable[Batch], condition: str, device: torch.device
-) -> tuple[np.ndarray, np.ndarray]:
-    """(N, E) probabilities and (N, E) labels of the labelled samples that can form `condition`."""
-    needs_audio, needs_visual = CONDITION_MODALITIES[condition]
+    model: CrossModalTransformer,
+    batches: Iterable[Batch],
+    conditions: Sequence[str],
+    device: torch.device,
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """condition -> (N, E) probabilities and (N, E) labels of the labelled samples that can form it.
+
+    One pass over the data for all conditions, through the shared inference core.
+    """
     model.eval()
-    probs: list[np.ndarray] = []
-    labels: list[np.ndarray] = []
-    with torch.inference_mode():
-        for batch in batches:
-            batch = batch.to(device)
-            keep = batch.label_known.clone()
-            if needs_audio:
-                keep &= batch.has_audio
-            if needs_visual:
-                keep &= batch.has_visual
-            if not keep.any():
-                continue
-            logits = model(batch, condition)  # (B, E)
-            probs.append(torch.sigmoid(logits[keep].float()).cpu().numpy())
-            labels.append(batch.labels[keep].cpu().numpy())
+    probs: dict[str, list[np.ndarray]] = {c: [] for c in conditions}
+    labels: dict[str, list[np.ndarray]] = {c: [] for c in conditions}
+    for batch in batches:
+        known = batch.label_known.cpu().numpy()  # (B,)
+        if not known.any():
+            continue
+        out = inference.probabilities(model, batch.to(device), conditions)
+        truth = batch.labels.cpu().numpy()  # (B, E)
+        has_audio, has_visual = batch.has_audio.cpu().numpy(), batch.has_visual.cpu().numpy()
+        for condition in conditions:
+            keep = known & inference.can_form(has_audio, has_visual, condition)
+            probs[condition].append(out[condition][keep])
+            labels[condition].append(truth[keep])
     num_labels = model.config.num_labels
-    if not probs:
-        return np.zeros((0, num_labels), np.float32), np.zeros((0, num_labels), np.float32)
-    return np.concatenate(probs), np.concatenate(labels)
+    empty = np.zeros((0, num_labels), np.float32)
+    return {
+        c: (np.concatenate([empty, *probs[c]]), np.concatenate([empty, *labels[c]]))
+        for c in conditions
+    }
 
 
 def validate(
@@ -142,6 +146,7 @@ def validate(
     batches: Iterable[Batch],
     conditions: Iterable[str],
     device: torch.device,
+    threshold_config: metrics.ThresholdConfig | None = None,
 ) -> tuple[dict[str, float], dict[str, np.ndarray]]:
     """Metrics `<condition>/<metric>` and thresholds tuned per condition on these (validation) data.
 
@@ -149,11 +154,10 @@ def validate(
     """
     results: dict[str, float] = {}
     thresholds: dict[str, np.ndarray] = {}
-    for condition in conditions:
-        probs, labels = predict(model, batches, condition, device)
+    for condition, (probs, labels) in predict(model, batches, list(conditions), device).items():
         if len(probs) == 0:
             continue
-        thresholds[condition] = metrics.tune_thresholds(probs, labels)
+        thresholds[condition] = metrics.tune_thresholds(probs, labels, threshold_config)
         scores = metrics.emotion_metrics(probs, labels, thresholds[condition])
         results.update({f"{condition}/{name}": value for name, value in scores.items()})
         results[f"{condition}/samples"] = float(len(probs))

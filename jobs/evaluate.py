@@ -35,13 +35,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def format_table(results: dict[str, dict[str, float]]) -> str:
-    """One row per condition, macro metrics as columns."""
+    """One row per condition, macro metrics as columns; an undefined value (e.g. F1 where no
+    emotion has both positives and negatives) shows as `-`."""
     lines = ["condition " + "".join(f"{name:>10}" for name in COLUMNS)]
     for condition, scores in results.items():
         cells = []
         for name in COLUMNS:
             value = scores.get(name, math.nan)
-            cells.append(f"{int(value):>10d}" if name == "samples" else f"{value:>10.4f}")
+            if math.isnan(value):
+                cells.append(f"{'-':>10}")
+            else:
+                cells.append(f"{int(value):>10d}" if name == "samples" else f"{value:>10.4f}")
         lines.append(f"{condition:<10}" + "".join(cells))
     return "\n".join(lines)
 

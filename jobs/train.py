@@ -99,7 +99,13 @@ def run(args: argparse.Namespace) -> int:
     from avemo_core.schema import FEATURE_COLUMNS
     from pipelines import registry
     from pipelines.model_uri import ModelURIError
-    from pipelines.train import RunExistsError, RunSettings, load_run_record, run_training
+    from pipelines.train import (
+        RunExistsError,
+        RunSettings,
+        Selection,
+        load_run_record,
+        run_training,
+    )
 
     storage = _storage(args.storage)
     try:
@@ -144,7 +150,7 @@ def run(args: argparse.Namespace) -> int:
             valid = datasets.LocalBatches(info, "valid", args.batch_size)
             example = datasets.sample_rows(info, "valid", 2, list(FEATURE_COLUMNS))
 
-            def rescore(checkpoint_dir: Path) -> float:
+            def rescore(checkpoint_dir: Path) -> Selection:
                 from avemo_core.checkpoint import load_checkpoint
                 from pipelines.evaluation import validation_score
 

@@ -2,7 +2,8 @@
 
 `evaluate` applies the thresholds saved with the checkpoint (tuned on validation during
 training), as a model in use would; `validation_score` re-tunes them on the data given, which is how
-training scores a checkpoint, so the registry's gate compares models on equal terms.
+training scores a checkpoint, so the registry's gate compares models on equal terms. Both predict
+through the shared inference core (`avemo_core.training.predict` -> `avemo_core.inference`).
 """
 
 from __future__ import annotations
@@ -15,22 +16,20 @@ import torch
 from avemo_core import metrics, training
 from avemo_core.checkpoint import Checkpoint
 from avemo_core.data import Batch
-from avemo_core.labels import CONDITIONS
-from pipelines.train import TRAINED_CONDITIONS, selection_score
+from pipelines.train import TRAINED_CONDITIONS, Selection, selection_score
 
 
 def evaluate(
     checkpoint: Checkpoint, batches: Iterable[Batch], device: torch.device | None = None
 ) -> dict[str, dict[str, float]]:
-    """condition -> metrics (plus `samples`) for every condition the checkpoint has thresholds for
-    and some labelled sample can form."""
+    """condition -> metrics (plus `samples`) for every condition the checkpoint serves and some
+    labelled sample can form."""
     device = device or torch.device("cpu")
     model = checkpoint.model.to(device)
     results: dict[str, dict[str, float]] = {}
-    for condition in CONDITIONS:
-        if condition not in checkpoint.thresholds:
-            continue
-        probs, labels = training.predict(model, batches, condition, device)
+    for condition, (probs, labels) in training.predict(
+        model, batches, checkpoint.conditions, device
+    ).items():
         if len(probs) == 0:
             continue
         thresholds = np.asarray(checkpoint.thresholds[condition])
@@ -39,7 +38,7 @@ def evaluate(
     return results
 
 
-def validation_score(checkpoint: Checkpoint, batches: Iterable[Batch], mode: str) -> float:
+def validation_score(checkpoint: Checkpoint, batches: Iterable[Batch], mode: str) -> Selection:
     """The training selection score (`pipelines.train.selection_score`) of `checkpoint` here."""
     valid_metrics, _ = training.validate(
         checkpoint.model, batches, TRAINED_CONDITIONS[mode], torch.device("cpu")

@@ -2,9 +2,11 @@
 
 MLflow stores this file as the model and runs it when the model is loaded; the weights come
 from the `checkpoint` artifact (safetensors + avemo.json). Input: a DataFrame of clip-shard rows
-(the feature blobs with their shape columns and modality flags). Output: one probability column
-per condition and emotion (`prob_av_happiness`, ...; NaN where the clip lacks a modality the
-condition needs), the `tags` over the saved thresholds and the condition they come from.
+(the feature blobs with their shape columns and modality flags). Output, through the same
+inference core as the Ray labeller (`avemo_core.inference`): one probability column per condition
+and emotion (`prob_av_happiness`, ...; NaN where the condition did not run: the clip lacks a
+modality it needs or the model does not serve it), the `tags` over the saved thresholds, the
+condition they come from (None when none ran) and the `conditions` that ran.
 """
 
 from __future__ import annotations
@@ -14,12 +16,11 @@ from typing import Any
 import mlflow
 import numpy as np
 import pandas as pd
-import torch
 
+from avemo_core import inference
 from avemo_core.checkpoint import load_checkpoint
 from avemo_core.data import batch_from_columns
-from avemo_core.labels import CONDITION_MODALITIES, CONDITIONS
-from avemo_core.metrics import decide
+from avemo_core.labels import CONDITIONS
 from avemo_core.schema import FEATURE_COLUMNS, prob_column
 
 
@@ -31,32 +32,19 @@ class AvemoEmotionModel(mlflow.pyfunc.PythonModel):
         """Probabilities per condition the checkpoint serves, and tags from the fullest one."""
         columns = {name: model_input[name].to_numpy() for name in FEATURE_COLUMNS}
         batch = batch_from_columns(columns)
-        labels = self.checkpoint.labels
+        checkpoint = self.checkpoint
+        result = inference.infer(
+            checkpoint.model, batch, checkpoint.conditions, checkpoint.thresholds, checkpoint.labels
+        )
+        not_run = np.full((len(batch), len(checkpoint.labels)), np.nan, np.float32)  # (B, E)
         out: dict[str, Any] = {}
-        tags: list[list[str]] = [[] for _ in range(len(batch))]
-        tags_from = [""] * len(batch)
-        model = self.checkpoint.model.eval()
-        with torch.inference_mode():
-            for condition in CONDITIONS:
-                needs_audio, needs_visual = CONDITION_MODALITIES[condition]
-                can = np.ones(len(batch), bool)
-                if needs_audio:
-                    can &= batch.has_audio.numpy()
-                if needs_visual:
-                    can &= batch.has_visual.numpy()
-                probs = np.full((len(batch), len(labels)), np.nan, np.float32)  # (B, E)
-                if condition in self.checkpoint.thresholds and can.any():
-                    logits = model(batch, condition)  # (B, E)
-                    probs[can] = torch.sigmoid(logits.float()).numpy()[can]
-                    chosen = decide(probs[can], np.asarray(self.checkpoint.thresholds[condition]))
-                    for i, row in zip(np.flatnonzero(can), chosen, strict=True):
-                        if not tags_from[i]:  # av first, then a, then v: the fullest available
-                            tags[i] = [labels[e] for e in np.flatnonzero(row)]
-                            tags_from[i] = condition
-                for e, emotion in enumerate(labels):
-                    out[prob_column(condition, emotion)] = probs[:, e]
-        out["tags"] = tags
-        out["tags_condition"] = tags_from
+        for condition in CONDITIONS:
+            probs = result.probs.get(condition, not_run)  # (B, E)
+            for e, emotion in enumerate(checkpoint.labels):
+                out[prob_column(condition, emotion)] = probs[:, e]
+        out["tags"] = result.tags
+        out["tags_condition"] = result.tags_condition
+        out["conditions"] = result.ran
         return pd.DataFrame(out, index=model_input.index)
 
 

@@ -3,9 +3,10 @@
 Every registration becomes a new version of the registered model, logged as a pyfunc model from
 code (`pipelines/pyfunc_model.py`, nothing pickled) with the checkpoint as its artifact, a
 signature and an input example, and gets the alias `candidate`. It takes `champion` only when its
-validation score beats the current champion's; the decision is one line the user sees. Scores are
-compared on equal terms: when the champion was scored on other data or under another mode's
-score, it is scored again on the candidate's validation data (`rescore`).
+validation score beats the current champion's; the decision is one line the user sees, naming the
+conditions each score averages (only those the validation data can form). Scores are compared on
+equal terms: when the champion was scored on other data, under another mode's score or over other
+conditions, it is scored again on the candidate's validation data (`rescore`).
 """
 
 from __future__ import annotations
@@ -20,15 +21,17 @@ from pathlib import Path
 
 import pandas as pd
 
-from avemo_core.checkpoint import META_FILE, WEIGHTS_FILE, load_checkpoint
+from avemo_core.checkpoint import CONDITIONS_KEY, META_FILE, WEIGHTS_FILE, load_checkpoint
 from pipelines import tracking
 from pipelines.model_uri import CHECKPOINT_ARTIFACT
+from pipelines.train import Selection
 
 CANDIDATE = "candidate"
 CHAMPION = "champion"
 SCORE_TAG = "avemo.val_score"
 FINGERPRINT_TAG = "avemo.data_fingerprint"
 MODE_TAG = "avemo.mode"
+CONDITIONS_TAG = "avemo.score_conditions"  # comma-separated conditions the score averages
 PYFUNC_CODE = Path(__file__).with_name("pyfunc_model.py")
 REQUIREMENTS = ("torch", "numpy", "pandas", "safetensors", "mlflow")
 
@@ -59,7 +62,7 @@ def register(
     run_id: str,
     checkpoint_dir: str | Path,
     example: pd.DataFrame,
-    rescore: Callable[[Path], float] | None = None,
+    rescore: Callable[[Path], Selection] | None = None,
 ) -> Registration:
     """Log `checkpoint_dir` into `run_id` as a new version of `name`, alias it, apply the gate."""
     import mlflow
@@ -69,6 +72,7 @@ def register(
     metadata = json.loads((checkpoint_dir / META_FILE).read_text())["metadata"]
     score = float(metadata["metrics"]["val_score"])
     mode, fingerprint = metadata["mode"], metadata["data_fingerprint"]
+    conditions = ",".join(metadata.get(CONDITIONS_KEY, {}).get("scored", []))
     tracking.check_reachable(tracking_uri)
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_registry_uri(tracking_uri)
@@ -94,15 +98,19 @@ def register(
         except MlflowException as err:
             if err.error_code != "RESOURCE_ALREADY_EXISTS":
                 raise
-        tags = {SCORE_TAG: str(score), FINGERPRINT_TAG: fingerprint, MODE_TAG: mode}
+        tags = {
+            SCORE_TAG: str(score),
+            FINGERPRINT_TAG: fingerprint,
+            MODE_TAG: mode,
+            CONDITIONS_TAG: conditions,
+        }
         created = client.create_model_version(
             name, info.model_uri, run_id, tags=tags, await_creation_for=0, model_id=info.model_id
         )
         version = str(created.version)
         client.set_registered_model_alias(name, CANDIDATE, version)
-        promoted, champion, gate = _gate(
-            tracking_uri, name, version, score, mode, fingerprint, rescore
-        )
+        candidate = Selection(score, tuple(c for c in conditions.split(",") if c))
+        promoted, champion, gate = _gate(tracking_uri, name, version, candidate, tags, rescore)
         if promoted:
             client.set_registered_model_alias(name, CHAMPION, version)
     except MlflowException as err:
@@ -112,14 +120,19 @@ def register(
     return Registration(name, version, score, champion, promoted, gate)
 
 
+def _on(conditions: tuple[str, ...] | str) -> str:
+    """`on a, v` (or `on -` when unknown): which conditions a score averages."""
+    names = conditions.split(",") if isinstance(conditions, str) else list(conditions)
+    return "on " + (", ".join(n for n in names if n) or "-")
+
+
 def _gate(
     tracking_uri: str,
     name: str,
     version: str,
-    score: float,
-    mode: str,
-    fingerprint: str,
-    rescore: Callable[[Path], float] | None,
+    candidate: Selection,
+    tags: dict[str, str],
+    rescore: Callable[[Path], Selection] | None,
 ) -> tuple[bool, str, str]:
     """(promote?, champion version after the gate, the decision line)."""
     from mlflow.exceptions import MlflowException
@@ -129,22 +142,26 @@ def _gate(
         champion = client.get_model_version_by_alias(name, CHAMPION)
     except MlflowException:
         champion = None
+    score = candidate.score
     if champion is None:
         return (
             True,
             version,
-            f"gate: {name} has no champion yet -> v{version} ({score:.4f}) is champion",
+            f"gate: {name} has no champion yet -> v{version} ({score:.4f} "
+            f"{_on(candidate.conditions)}) is champion",
         )
-    tags = champion.tags
-    comparable = tags.get(FINGERPRINT_TAG) == fingerprint and tags.get(MODE_TAG) == mode
+    held = champion.tags
+    comparable = all(held.get(k) == tags[k] for k in (FINGERPRINT_TAG, MODE_TAG, CONDITIONS_TAG))
     if comparable or rescore is None:
-        champion_score = float(tags.get(SCORE_TAG, "nan"))
+        champion_score = float(held.get(SCORE_TAG, "nan"))
+        champion_on = _on(held.get(CONDITIONS_TAG, ""))
         how = "as registered"
     else:
         from pipelines import model_uri
 
         resolved = model_uri.resolve_model(f"models:/{name}/{champion.version}", tracking_uri)
-        champion_score = rescore(resolved.checkpoint_dir)
+        rescored = rescore(resolved.checkpoint_dir)
+        champion_score, champion_on = rescored.score, _on(rescored.conditions)
         how = "rescored on this validation data"
     promoted = math.isnan(champion_score) or score > champion_score
     verdict = (
@@ -152,7 +169,7 @@ def _gate(
     )
     sign = ">" if promoted else "<="
     line = (
-        f"gate: v{version} val_score {score:.4f} {sign} champion v{champion.version} "
-        f"{champion_score:.4f} ({how}) -> {verdict}"
+        f"gate: v{version} val_score {score:.4f} {_on(candidate.conditions)} {sign} champion "
+        f"v{champion.version} {champion_score:.4f} {champion_on} ({how}) -> {verdict}"
     )
     return promoted, version if promoted else str(champion.version), line

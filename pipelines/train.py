@@ -10,10 +10,14 @@ per-emotion thresholds, logs the epoch to MLflow (once) and reports a checkpoint
     train_state.json                  epoch, history, optimizer param groups
 
 Ray keeps the best `keep_checkpoints` by `val_score` (plus the latest). `val_score` is the mean
-validation macro-F1 over the conditions the mode trains: av, a and v for colearn; av for av; a for
-audio; v for visual. A worker that dies is replaced and all workers restart from the latest
-checkpoint (`max_failures`); a driver started again with the same run name and storage resumes the
-same way (Ray Train restores the run from its storage).
+validation macro-F1 over the conditions the mode trains (av, a and v for colearn; av for av; a for
+audio; v for visual) that the validation split can form: a colearn run on audio-only data is scored
+on a alone, not on a with zeros for av and v. The driver says which conditions before training
+(console line, MLflow param `selection.conditions` and tag `avemo.score_conditions`); rank 0 prints
+one line per epoch (loss parts, validation F1/WA per condition, seconds). A worker that dies is
+replaced and all workers restart from the latest checkpoint (`max_failures`); a driver started
+again with the same run name and storage resumes the same way (Ray Train restores the run from
+its storage).
 
 Why not DDP: `colearning_loss` runs the encoders once and fuses them three ways, calling the
 model's submodules directly; DDP synchronises gradients only for work done through its own
@@ -38,16 +42,18 @@ import torch
 import torch.distributed as dist
 from safetensors.torch import load_file, save_file
 
-from avemo_core import training
-from avemo_core.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from avemo_core import inference, training
+from avemo_core.checkpoint import CONDITIONS_KEY, Checkpoint, load_checkpoint, save_checkpoint
 from avemo_core.colearning import CoLearningConfig, conditions_for_mode
 from avemo_core.config import FrozenConfig, require
 from avemo_core.data import Batch, batch_from_columns
-from avemo_core.labels import EMOTIONS
+from avemo_core.labels import CONDITIONS, EMOTIONS
+from avemo_core.metrics import ThresholdConfig
 from avemo_core.model import CrossModalTransformer, ModelConfig
 from pipelines import datasets, tracking
 
 SCORE_KEY = "val_score"
+SCORE_CONDITIONS_TAG = "avemo.score_conditions"  # MLflow run tag: conditions val_score averages
 # The conditions each mode trains, whose validation macro-F1 is averaged into `val_score`.
 TRAINED_CONDITIONS = {"colearn": ("av", "a", "v"), "av": ("av",), "audio": ("a",), "visual": ("v",)}
 OPTIMIZER_FILE = "optimizer.safetensors"
@@ -143,10 +149,97 @@ def _load_optimizer(optimizer: torch.optim.Optimizer, directory: Path, groups: l
     optimizer.load_state_dict({"state": state, "param_groups": groups})
 
 
-def selection_score(mode: str, valid_metrics: dict[str, float]) -> float:
-    """Mean validation macro-F1 over the conditions `mode` trains (NaN counts as 0)."""
-    values = [valid_metrics.get(f"{c}/f1", math.nan) for c in TRAINED_CONDITIONS[mode]]
-    return float(np.mean([0.0 if math.isnan(v) else v for v in values]))
+@dataclasses.dataclass(frozen=True)
+class Selection:
+    score: float  # mean validation macro-F1 over `conditions` (NaN when there are none)
+    conditions: tuple[str, ...]  # the trained conditions the validation data could score
+
+
+def selection_score(mode: str, valid_metrics: dict[str, float]) -> Selection:
+    """Mean validation macro-F1 over the conditions `mode` trains that these data could score.
+
+    A condition the validation data cannot form (no `<c>/f1`) or cannot score (undefined F1:
+    no emotion with both positives and negatives) is left out, never counted as 0.
+    """
+    scored = tuple(
+        c for c in TRAINED_CONDITIONS[mode] if math.isfinite(valid_metrics.get(f"{c}/f1", math.nan))
+    )
+    values = [valid_metrics[f"{c}/f1"] for c in scored]
+    return Selection(float(np.mean(values)) if values else math.nan, scored)
+
+
+def split_conditions(info: datasets.ShardInfo, split: str) -> dict[str, tuple[int, bool]]:
+    """condition -> (labelled clips of `split` that can form it, whether some emotion has both
+    positives and negatives among them: only then can a macro-F1 be scored there)."""
+    import fsspec
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+    from pyarrow.fs import FSSpecHandler, PyFileSystem
+
+    fs, _ = fsspec.core.url_to_fs(info.root)
+    table = pq.read_table(
+        list(info.files),
+        columns=["has_audio", "has_visual", *EMOTIONS],
+        filters=pc.field("split") == split,
+        filesystem=PyFileSystem(FSSpecHandler(fs)),
+    )
+    intensity = np.stack(
+        [table.column(e).to_numpy(zero_copy_only=False).astype(np.float64) for e in EMOTIONS],
+        axis=1,
+    )  # (N, E), NaN where unlabelled
+    known = ~np.isnan(intensity).any(axis=1)  # (N,)
+    has_audio = table.column("has_audio").to_numpy(zero_copy_only=False)
+    has_visual = table.column("has_visual").to_numpy(zero_copy_only=False)
+    out: dict[str, tuple[int, bool]] = {}
+    for condition in CONDITIONS:
+        rows = known & inference.can_form(has_audio, has_visual, condition)  # (N,)
+        present = intensity[rows] > 0.0  # (n, E)
+        both = bool((present.any(axis=0) & (~present).any(axis=0)).any())
+        out[condition] = (int(rows.sum()), both)
+    return out
+
+
+def plan_conditions(info: datasets.ShardInfo, mode: str) -> dict[str, list[str]]:
+    """`trained`: conditions `mode` trains that the train split can form; `scored`: those the
+    validation split can form and score, which `val_score` averages. No scored condition: an
+    error before training, since no epoch could be told from another."""
+    train, valid = split_conditions(info, "train"), split_conditions(info, "valid")
+    trains = TRAINED_CONDITIONS[mode]
+    trained = [c for c in trains if train[c][0] > 0]
+    scored = [c for c in trains if valid[c][1]]
+    if not scored:
+        raise datasets.DataError(
+            f"the valid split cannot score any condition mode {mode!r} trains "
+            f"({', '.join(trains)}): it needs labelled clips with those modalities and "
+            "an emotion both present and absent among them"
+        )
+    return {"trained": trained, "scored": scored}
+
+
+def _cell(value: float | None) -> str:
+    return "-" if value is None or not math.isfinite(value) else f"{value:.3f}"
+
+
+def epoch_line(
+    epoch: int,
+    epochs: int,
+    stats: dict[str, float],
+    valid_metrics: dict[str, float],
+    selection: Selection,
+    seconds: float,
+) -> str:
+    """The console line of one epoch: loss parts, validation F1/WA per condition, val_score."""
+    parts = " ".join(f"{k} {v:.3f}" for k, v in stats.items() if k not in ("loss", "samples"))
+    valid = " | ".join(
+        f"{c} F1 {_cell(valid_metrics.get(f'{c}/f1'))} WA {_cell(valid_metrics.get(f'{c}/wa'))}"
+        for c in CONDITIONS
+        if f"{c}/samples" in valid_metrics
+    )
+    scored = ", ".join(selection.conditions) or "-"
+    return (
+        f"epoch {epoch + 1}/{epochs}  loss {_cell(stats.get('loss'))} ({parts})  valid {valid}  "
+        f"val_score {_cell(selection.score)} ({scored})  {seconds:.1f} s"
+    )
 
 
 class _ShardBatches:
@@ -259,6 +352,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     model_config = ModelConfig.from_dict(config["model"])
     train_config = training.TrainConfig.from_dict(config["train"])
     colearning = CoLearningConfig.from_dict(config["colearning"])
+    threshold_config = ThresholdConfig.from_dict(config["thresholds"])
     device = ray.train.torch.get_device() if config["use_gpu"] else torch.device("cpu")
     training.seed_everything(train_config.seed)
     model = CrossModalTransformer(model_config).to(device)
@@ -288,17 +382,27 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         if rank != 0:
             ray.train.report({}, checkpoint=None)
             continue
-        valid_metrics, thresholds = training.validate(model, valid, conditions, device)
+        valid_metrics, thresholds = training.validate(
+            model, valid, conditions, device, threshold_config
+        )
         record = {"epoch": float(epoch), "train/samples_per_s": stats["samples"] * world / elapsed}
         record.update({f"train/{k}": v for k, v in stats.items()})
         record.update({f"valid/{k}": v for k, v in valid_metrics.items()})
-        record[SCORE_KEY] = selection_score(colearning.mode, valid_metrics)
+        selection = selection_score(colearning.mode, valid_metrics)
+        record[SCORE_KEY] = selection.score
+        line = epoch_line(
+            epoch, train_config.epochs, stats, valid_metrics, selection, time.perf_counter() - began
+        )
+        print(line, flush=True)
         record = {k: v for k, v in record.items() if not math.isnan(v)}  # undefined: left out
         history = [*history, record]
         logger.log_epoch(epoch, {k: v for k, v in record.items() if k != "epoch"})
         with tempfile.TemporaryDirectory(prefix="avemo-ckpt-") as tmp:
             directory = Path(tmp) / "checkpoint"
-            _write_checkpoint(directory, model, optimizer, thresholds, config, epoch, history)
+            scored = list(selection.conditions)
+            _write_checkpoint(
+                directory, model, optimizer, thresholds, config, epoch, history, scored
+            )
             report = {SCORE_KEY: record[SCORE_KEY], "epoch": epoch}
             ray.train.report(report, checkpoint=ray.train.Checkpoint.from_directory(directory))
 
@@ -311,14 +415,21 @@ def _write_checkpoint(
     config: dict[str, Any],
     epoch: int,
     history: list[dict[str, float]],
+    scored: list[str],
 ) -> None:
     metrics = {k: v for k, v in history[-1].items() if k.startswith("valid/") or k == SCORE_KEY}
     metadata = {
         "epoch": epoch,
         "metrics": metrics,
+        CONDITIONS_KEY: {
+            "trained": config["trained_conditions"],
+            "validated": [c for c in CONDITIONS if c in thresholds],
+            "scored": scored,
+        },
         "mode": config["colearning"]["mode"],
         "colearning": config["colearning"],
         "train": config["train"],
+        "threshold_config": config["thresholds"],
         "data_fingerprint": config["data_fingerprint"],
         "mlflow_run_id": config["mlflow_run_id"],
     }
@@ -401,8 +512,13 @@ def run_training(
     model_config: ModelConfig,
     train_config: training.TrainConfig,
     colearning: CoLearningConfig,
+    thresholds: ThresholdConfig | None = None,
 ) -> TrainOutcome:
-    """Train (or resume) one run on the connected Ray cluster and track it in MLflow."""
+    """Train (or resume) one run on the connected Ray cluster and track it in MLflow.
+
+    `thresholds` says how rank 0 tunes the decision thresholds on validation each epoch.
+    """
+    thresholds = thresholds or ThresholdConfig()
     from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
 
@@ -416,10 +532,18 @@ def run_training(
             raise RunExistsError(f"run {settings.run_name!r} was trained on other data")
     train_config = train_config.replace(mixed_precision=settings.use_gpu)
     tracking.check_reachable(settings.tracking_uri)
+    plan = plan_conditions(info, colearning.mode)
+    print(
+        f"selection: val_score = mean validation macro-F1 over {', '.join(plan['scored'])} "
+        f"(mode {colearning.mode} trains {', '.join(TRAINED_CONDITIONS[colearning.mode])}; "
+        "the others cannot be formed or scored on the valid split)",
+        flush=True,
+    )
     params = {
         **tracking.flat_params("model", model_config.to_dict()),
         **tracking.flat_params("train", train_config.to_dict()),
         **tracking.flat_params("colearning", colearning.to_dict()),
+        **tracking.flat_params("thresholds", thresholds.to_dict()),
         **tracking.flat_params("features", info.feature_config),
         "data.uri": settings.data_uri,
         "data.fingerprint": info.fingerprint,
@@ -428,6 +552,8 @@ def run_training(
         "ray.use_gpu": settings.use_gpu,
         "ray.run_name": settings.run_name,
         "ray.storage": settings.storage_uri,
+        "selection.conditions": ",".join(plan["scored"]),
+        "selection.trained_conditions": ",".join(plan["trained"]),
     }
     run_id = tracking.start_or_resume_run(
         settings.tracking_uri,
@@ -435,6 +561,9 @@ def run_training(
         settings.run_name,
         record["mlflow_run_id"] if record else None,
         params,
+    )
+    tracking.client(settings.tracking_uri).set_tag(
+        run_id, SCORE_CONDITIONS_TAG, ",".join(plan["scored"])
     )
     if record is None:
         record = {
@@ -453,9 +582,11 @@ def run_training(
         "model": model_config.to_dict(),
         "train": train_config.to_dict(),
         "colearning": colearning.to_dict(),
+        "thresholds": thresholds.to_dict(),
         "use_gpu": settings.use_gpu,
         "feature_config": info.feature_config,
         "data_fingerprint": info.fingerprint,
+        "trained_conditions": plan["trained"],
         "tracking_uri": settings.tracking_uri,
         "mlflow_run_id": run_id,
         "die_at": die_at,

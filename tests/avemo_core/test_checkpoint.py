@@ -13,6 +13,7 @@ import torch
 from safetensors import safe_open
 
 from avemo_core.checkpoint import (
+    CONDITIONS_KEY,
     FORMAT_VERSION,
     META_FILE,
     WEIGHTS_FILE,
@@ -20,6 +21,7 @@ from avemo_core.checkpoint import (
     CheckpointError,
     load_checkpoint,
     save_checkpoint,
+    served_conditions,
 )
 from avemo_core.data import Batch, collate
 from avemo_core.labels import CONDITIONS, EMOTIONS
@@ -235,3 +237,38 @@ def test_pickle_as_json_is_refused_not_executed(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match="not valid JSON"):
         load_checkpoint(path)
     assert not marker.exists()
+
+
+def test_conditions_round_trip_and_decide_what_is_served(tmp_path: Path) -> None:
+    original = make_checkpoint()
+    # Colearn on audio-only training data, validated on data with video too: the visual branch
+    # was never trained, so av and v are not served even though thresholds were tuned for them.
+    recorded = {"trained": ["a"], "validated": ["av", "a", "v"], "scored": ["a"]}
+    original.metadata = {**original.metadata, CONDITIONS_KEY: recorded}
+    loaded = load_checkpoint(save_checkpoint(tmp_path / "audio", original))
+    assert loaded.metadata[CONDITIONS_KEY] == recorded
+    assert loaded.conditions == ("a",)
+    # A conventional av model feeds both modalities in training: all validated conditions serve.
+    av = {"trained": ["av"], "validated": ["av", "a", "v"], "scored": ["av"]}
+    assert served_conditions({CONDITIONS_KEY: av}, original.thresholds) == ("av", "a", "v")
+    only_a = {CONDITIONS_KEY: {"trained": ["av", "a", "v"], "validated": ["a"]}}
+    assert served_conditions(only_a, original.thresholds) == ("a",)
+
+
+def test_old_checkpoint_without_conditions_serves_its_thresholds(tmp_path: Path) -> None:
+    original = make_checkpoint()
+    original.thresholds = {"a": original.thresholds["a"]}
+    assert CONDITIONS_KEY not in original.metadata
+    loaded = load_checkpoint(save_checkpoint(tmp_path / "old", original))
+    assert loaded.conditions == ("a",)
+
+
+def test_validated_conditions_need_thresholds(tmp_path: Path) -> None:
+    original = make_checkpoint()
+    original.thresholds = {"a": original.thresholds["a"]}
+    original.metadata = {CONDITIONS_KEY: {"trained": ["a"], "validated": ["a", "v"]}}
+    with pytest.raises(CheckpointError, match=r"\['v'\] have no thresholds"):
+        save_checkpoint(tmp_path / "bad", original)
+    original.metadata = {CONDITIONS_KEY: {"trained": ["x"]}}
+    with pytest.raises(CheckpointError, match="lists of"):
+        save_checkpoint(tmp_path / "bad", original)

@@ -103,15 +103,17 @@ def test_predict_keeps_labelled_samples_that_can_form_the_condition() -> None:
     batch = random_batch(2, audio_frames=(30, 25, 0, 33), visual_frames=(8, 0, 6, 9))
     batch.label_known[3] = False
     expected_rows = {"av": [0], "a": [0, 1], "v": [0, 2]}
+    predicted = predict(model, [batch], list(expected_rows), CPU)  # one pass, every condition
+    assert list(predicted) == list(expected_rows)
     for condition, rows in expected_rows.items():
-        probs, labels = predict(model, [batch], condition, CPU)
+        probs, labels = predicted[condition]
         assert probs.shape == (len(rows), 6) and ((probs > 0) & (probs < 1)).all()
         np.testing.assert_array_equal(labels, batch.labels[rows].numpy())
         with torch.no_grad():
             direct = torch.sigmoid(model(batch, condition)[rows]).numpy()
         np.testing.assert_allclose(probs, direct, atol=1e-6)
     empty = random_batch(3, audio_frames=(10,), visual_frames=(0,))
-    probs, labels = predict(model, [empty], "v", CPU)
+    probs, labels = predict(model, [empty], ["v"], CPU)["v"]
     assert probs.shape == (0, 6) and labels.shape == (0, 6)
 
 

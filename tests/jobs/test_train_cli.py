@@ -85,6 +85,9 @@ def test_killed_driver_resumes_into_the_same_mlflow_run(
     resumed = _avemo(*common, "--resume", "--register", "test-cli-model", env=_ray_env())
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "3 epoch(s)" in resumed.stdout
+    console = resumed.stdout + resumed.stderr
+    assert "selection: val_score = mean validation macro-F1 over av, a, v" in console
+    assert "epoch 3/3  loss " in console  # rank 0's line for the epoch this driver trained
     assert "gate: test-cli-model has no champion yet -> v1" in resumed.stdout
 
     client = tracking.client(mlflow_uri)

@@ -9,8 +9,8 @@ import numpy as np
 import pyarrow as pa
 import torch
 
-from avemo_core.checkpoint import Checkpoint, save_checkpoint
-from avemo_core.labels import EMOTIONS
+from avemo_core.checkpoint import CONDITIONS_KEY, Checkpoint, save_checkpoint
+from avemo_core.labels import CONDITION_MODALITIES, CONDITIONS, EMOTIONS
 from avemo_core.model import CrossModalTransformer, ModelConfig
 from avemo_core.schema import prob_column
 from pipelines.extract import ExtractConfig
@@ -25,13 +25,25 @@ THRESHOLDS = {
 WINDOW_S = 1.0
 
 
-def write_checkpoint(directory: Path, seed: int = 0) -> Path:
-    """A tiny random model whose feature config matches extraction with 1 s windows."""
+def write_checkpoint(
+    directory: Path, seed: int = 0, conditions: dict[str, list[str]] | None = None
+) -> Path:
+    """A tiny random model whose feature config matches extraction with 1 s windows.
+
+    `conditions` ({"trained": [...], "validated": [...]}) records what it was trained and
+    validated on, and keeps thresholds for the validated ones only; without it the checkpoint
+    is one from before that record (it serves every condition it has thresholds for).
+    """
     torch.manual_seed(seed)
     config = ModelConfig.named("tiny")
     features = ExtractConfig(input_uri="-", output_uri="-", window_s=WINDOW_S).extractor_config()
+    thresholds = THRESHOLDS
+    metadata: dict = {}
+    if conditions is not None:
+        thresholds = {c: t for c, t in THRESHOLDS.items() if c in conditions["validated"]}
+        metadata = {CONDITIONS_KEY: conditions}
     checkpoint = Checkpoint(
-        CrossModalTransformer(config).eval(), config, THRESHOLDS, list(EMOTIONS), features, {}
+        CrossModalTransformer(config).eval(), config, thresholds, list(EMOTIONS), features, metadata
     )
     return save_checkpoint(directory, checkpoint)
 
@@ -44,24 +56,32 @@ def probs(labels: pa.Table, condition: str) -> np.ndarray:
     return np.stack([np.asarray(c, np.float64) for c in columns], axis=1)
 
 
-def check_label_rows(labels: pa.Table) -> None:
-    """Conditions present exactly where the modalities allow, tags from the fullest condition."""
+def check_label_rows(labels: pa.Table, served: tuple[str, ...] = CONDITIONS) -> None:
+    """Conditions present exactly where the modalities allow and the model serves them (null
+    elsewhere), `conditions` naming them, tags from the fullest one (none: no tags, null)."""
     modalities = labels.column("modalities").to_pylist()
-    p = {c: probs(labels, c) for c in ("av", "a", "v")}
+    p = {c: probs(labels, c) for c in CONDITIONS}
     for i, modality in enumerate(modalities):
-        has_audio, has_visual = (
-            modality in ("audio+visual", "audio"),
-            modality in ("audio+visual", "visual"),
-        )
-        assert np.isfinite(p["av"][i]).all() == (has_audio and has_visual), (i, modality)
-        assert np.isnan(p["av"][i]).all() == (not (has_audio and has_visual)), (i, modality)
-        assert np.isfinite(p["a"][i]).all() == has_audio and np.isnan(p["a"][i]).all() == (
-            not has_audio
-        )
-        assert np.isfinite(p["v"][i]).all() == has_visual and np.isnan(p["v"][i]).all() == (
-            not has_visual
-        )
-        fullest = "av" if has_audio and has_visual else "a" if has_audio else "v"
+        has = {
+            "audio": modality in ("audio+visual", "audio"),
+            "visual": modality in ("audio+visual", "visual"),
+        }
+        ran = [
+            c
+            for c in CONDITIONS
+            if c in served
+            and (has["audio"] or not CONDITION_MODALITIES[c][0])
+            and (has["visual"] or not CONDITION_MODALITIES[c][1])
+        ]
+        for c in CONDITIONS:
+            assert np.isfinite(p[c][i]).all() == (c in ran), (i, modality, c)
+            assert np.isnan(p[c][i]).all() == (c not in ran), (i, modality, c)
+        assert labels.column("conditions")[i].as_py() == ran
+        fullest = ran[0] if ran else None
         assert labels.column("tags_condition")[i].as_py() == fullest
-        expected = [e for k, e in enumerate(EMOTIONS) if p[fullest][i, k] >= THRESHOLDS[fullest][k]]
+        expected = (
+            [e for k, e in enumerate(EMOTIONS) if p[fullest][i, k] >= THRESHOLDS[fullest][k]]
+            if fullest
+            else []
+        )
         assert labels.column("tags")[i].as_py() == expected

@@ -9,13 +9,13 @@ import pytest
 import torch
 
 from avemo_core import training
-from avemo_core.checkpoint import Checkpoint, save_checkpoint
+from avemo_core.checkpoint import CONDITIONS_KEY, Checkpoint, save_checkpoint
 from avemo_core.colearning import CoLearningConfig, conditions_for_mode
 from avemo_core.labels import EMOTIONS
 from avemo_core.model import CrossModalTransformer, ModelConfig
 from avemo_core.schema import FEATURE_COLUMNS
 from pipelines import datasets, evaluation, registry, tracking
-from pipelines.train import selection_score
+from pipelines.train import Selection, selection_score
 from tests.shard_factory import ShardSpec, write_clip_shards
 
 
@@ -34,7 +34,8 @@ def _train_and_save(
     metrics, thresholds = training.validate(
         model, valid, conditions_for_mode("colearn"), torch.device("cpu")
     )
-    score = selection_score("colearn", metrics)
+    selection = selection_score("colearn", metrics)
+    score = selection.score
     save_checkpoint(
         out,
         Checkpoint(
@@ -45,6 +46,11 @@ def _train_and_save(
             feature_config=info.feature_config,
             metadata={
                 "metrics": {"val_score": score},
+                CONDITIONS_KEY: {
+                    "trained": ["av", "a", "v"],
+                    "validated": sorted(thresholds),
+                    "scored": list(selection.conditions),
+                },
                 "mode": "colearn",
                 "data_fingerprint": fingerprint,
             },
@@ -80,6 +86,7 @@ def test_champion_moves_only_to_a_better_model(
 
     first_reg = registry.register(mlflow_uri, name, run_id, first, example)
     assert first_reg.promoted and first_reg.champion_version == first_reg.version
+    assert "on av, a, v" in first_reg.gate  # the conditions the score averages
 
     worse_reg = registry.register(mlflow_uri, name, run_id, worse, example)
     assert not worse_reg.promoted
@@ -91,7 +98,7 @@ def test_champion_moves_only_to_a_better_model(
     valid = datasets.LocalBatches(shard_info, "valid", 8)
     rescored: list[Path] = []
 
-    def rescore(checkpoint_dir: Path) -> float:
+    def rescore(checkpoint_dir: Path) -> Selection:
         from avemo_core.checkpoint import load_checkpoint
 
         rescored.append(checkpoint_dir)
@@ -100,8 +107,9 @@ def test_champion_moves_only_to_a_better_model(
     better_reg = registry.register(mlflow_uri, name, run_id, better, example, rescore)
     assert len(rescored) == 1 and (rescored[0] / "avemo.json").is_file()
     assert better_reg.promoted and "rescored" in better_reg.gate
-    assert f"{first_score:.4f}" in better_reg.gate  # the champion's score, recomputed
+    assert f"{first_score:.4f} on av, a, v (rescored" in better_reg.gate  # recomputed, same terms
     assert client.get_model_version_by_alias(name, "champion").version == better_reg.version
     assert client.get_model_version_by_alias(name, "candidate").version == better_reg.version
     version = client.get_model_version(name, better_reg.version)
     assert float(version.tags[registry.SCORE_TAG]) == pytest.approx(better_score)
+    assert version.tags[registry.CONDITIONS_TAG] == "av,a,v"

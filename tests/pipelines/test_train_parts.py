@@ -4,6 +4,7 @@ optimizer state round-trip without pickle, shard discovery, fingerprint and spli
 from __future__ import annotations
 
 import json
+import math
 import shutil
 from pathlib import Path
 
@@ -17,9 +18,12 @@ from avemo_core.labels import EMOTIONS
 from pipelines import datasets
 from pipelines.train import (
     GradientSync,
+    Selection,
     _fill_missing_modality,
     _load_optimizer,
     _save_optimizer,
+    epoch_line,
+    plan_conditions,
     selection_score,
 )
 from tests.services import free_port
@@ -82,11 +86,45 @@ def test_optimizer_state_round_trips_through_safetensors(tmp_path: Path) -> None
             torch.testing.assert_close(before[index][name], after[index][name])
 
 
-def test_selection_score_averages_the_trained_conditions() -> None:
+def test_selection_score_averages_the_trained_conditions_it_can_score() -> None:
     metrics = {"av/f1": 0.9, "a/f1": 0.6, "v/f1": float("nan")}
-    assert selection_score("colearn", metrics) == pytest.approx(0.5)  # undefined counts as 0
-    assert selection_score("av", metrics) == pytest.approx(0.9)
-    assert selection_score("audio", metrics) == pytest.approx(0.6)
+    colearn = selection_score("colearn", metrics)
+    assert colearn.score == pytest.approx(0.75) and colearn.conditions == ("av", "a")
+    assert selection_score("av", metrics) == Selection(pytest.approx(0.9), ("av",))
+    assert selection_score("audio", metrics).score == pytest.approx(0.6)
+    # An audio-only validation split forms only `a`: colearn is scored on it alone, not a / 3.
+    audio_only = {"a/f1": 0.45, "a/samples": 20.0}
+    assert selection_score("colearn", audio_only) == Selection(pytest.approx(0.45), ("a",))
+    nothing = selection_score("visual", audio_only)
+    assert math.isnan(nothing.score) and nothing.conditions == ()
+
+
+def test_plan_conditions_on_single_modality_data(tmp_path: Path) -> None:
+    write_clip_shards(
+        tmp_path / "audio", ShardSpec(clips=60, audio_only_share=1.0, visual_only_share=0.0)
+    )
+    info = datasets.inspect_shards(str(tmp_path / "audio"))
+    assert plan_conditions(info, "colearn") == {"trained": ["a"], "scored": ["a"]}
+    assert plan_conditions(info, "audio") == {"trained": ["a"], "scored": ["a"]}
+    with pytest.raises(datasets.DataError, match="cannot score any condition mode 'visual'"):
+        plan_conditions(info, "visual")
+    write_clip_shards(tmp_path / "both", ShardSpec(clips=60))
+    both = datasets.inspect_shards(str(tmp_path / "both"))
+    assert plan_conditions(both, "colearn") == {
+        "trained": ["av", "a", "v"],
+        "scored": ["av", "a", "v"],
+    }
+    assert plan_conditions(both, "av") == {"trained": ["av"], "scored": ["av"]}
+
+
+def test_epoch_line_names_loss_parts_conditions_and_seconds() -> None:
+    stats = {"bce_av": 0.5, "bce_a": 0.25, "loss": 0.75, "samples": 32.0}
+    valid = {"a/f1": 0.4, "a/wa": 0.625, "a/samples": 12.0, "v/f1": float("nan"), "v/samples": 3.0}
+    line = epoch_line(2, 10, stats, valid, Selection(0.4, ("a",)), 3.25)
+    assert line == (
+        "epoch 3/10  loss 0.750 (bce_av 0.500 bce_a 0.250)  "
+        "valid a F1 0.400 WA 0.625 | v F1 - WA -  val_score 0.400 (a)  3.2 s"
+    )
 
 
 def test_single_modal_columns_mark_the_other_modality_absent() -> None:
