@@ -27,6 +27,7 @@ FFMPEG = os.environ.get("AVEMO_FFMPEG", "ffmpeg")
 _FFMPEG_PREFIX = [FFMPEG, "-nostdin", "-hide_banner", "-loglevel", "error"]
 _EPS = 1e-6
 _READ_CHUNK_BYTES = 1 << 20
+_SPAN_END_SLACK_S = 0.05  # a span ending this little past where a stream stopped still counts
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,6 +46,23 @@ class DecodeConfig(FrozenConfig):
         require(self.coverage_slack_s >= 0, "coverage_slack_s must be >= 0")
         require(self.threads >= 0, "threads must be >= 0 (0: ffmpeg decides)")
         require(self.stall_timeout_s > 0, "stall_timeout_s must be > 0")
+
+
+class PartialDecode(MediaError):
+    """Decoding stopped early at `stopped_at_s`: the spans before it were yielded, none after."""
+
+    def __init__(self, kind: str, message: str, stopped_at_s: float) -> None:
+        super().__init__("decode", kind, message)
+        self.stopped_at_s = stopped_at_s
+
+
+@dataclasses.dataclass(frozen=True)
+class _Stop:
+    """Where one stream of a run stopped short, and why (an error kind and a message)."""
+
+    at_s: float
+    kind: str
+    message: str
 
 
 @dataclasses.dataclass(frozen=True)
@@ -153,6 +171,14 @@ class _Pipe:
         self.bytes_read += len(data)
         return data
 
+    def exit_code(self) -> int:
+        """ffmpeg's exit status once its output ended (it exits right after closing stdout)."""
+        try:
+            return self.proc.wait(timeout=self.stall_timeout_s)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return self.proc.wait()
+
     def finish(self) -> None:
         """Read what is left, wait for exit; raise MediaError (decode) if ffmpeg failed."""
         while not self.eof:
@@ -238,6 +264,8 @@ class SpanDecoder:
         return scaled_size(info.video.width_px, info.video.height_px, self.max_side_px)
 
     def decode(self, path: str, info: MediaInfo, spans: Sequence[Span]) -> Iterator[SpanData]:
+        """SpanData per span in start order; PartialDecode after the last whole span if the
+        file stops decoding early (the spans before the stop have been yielded by then)."""
         for run in group_runs(spans, self.config.max_gap_s):
             yield from self._decode_run(path, info, run)
 
@@ -255,6 +283,7 @@ class SpanDecoder:
         size = self.frame_size(info)
         threads = self.config.threads
         audio_pipe = video_pipe = None
+        stops: dict[str, _Stop] = {}
         try:
             if info.audio is not None:
                 args = _audio_args(url, start, end - start, self.sample_rate_hz, threads)
@@ -262,49 +291,59 @@ class SpanDecoder:
             if size is not None:
                 args = _video_args(url, start, end - start, self.fps, size, threads)
                 video_pipe = _Pipe(args, "video", self.config.stall_timeout_s)
-            yield from self._assemble(run, start, audio_pipe, video_pipe, size)
-            if audio_pipe is not None:
-                audio_pipe.finish()
-                assert info.audio is not None
-                decoded_s = audio_pipe.bytes_read / 4 / self.sample_rate_hz
-                self._check_coverage("audio", decoded_s, start, end, info.audio.duration_s, info)
-            if video_pipe is not None and size is not None:
-                video_pipe.finish()
-                assert info.video is not None
-                decoded_s = video_pipe.bytes_read / (size[0] * size[1]) / self.fps
-                self._check_coverage("video", decoded_s, start, end, info.video.duration_s, info)
+            yield from self._assemble(run, info, audio_pipe, video_pipe, size, stops)
+            if stops:
+                stop = min(stops.values(), key=lambda s: s.at_s)
+                raise PartialDecode(stop.kind, stop.message, stop.at_s)
+            for pipe in (audio_pipe, video_pipe):
+                if pipe is not None:
+                    pipe.finish()  # every span is whole; a failure in what follows still counts
         finally:
             for pipe in (audio_pipe, video_pipe):
                 if pipe is not None:
                     pipe.close()
 
-    def _check_coverage(
-        self,
-        what: str,
-        decoded_s: float,
-        start_s: float,
-        end_s: float,
-        stream_s: float | None,
-        info: MediaInfo,
-    ) -> None:
-        """Raise MediaError (decode, truncated) when far less decoded than the stream states."""
+    def _stream_stop(
+        self, pipe: _Pipe, decoded_s: float, run: list[Span], info: MediaInfo
+    ) -> _Stop | None:
+        """Where a stream whose output ended stopped short: ffmpeg failed, or far less decoded
+        than the stream states (a truncated file often decodes cleanly up to the cut)."""
+        start_s = run[0].start_s
+        end_s = max(span.end_s for span in run)
+        stream = info.audio if pipe.what == "audio" else info.video
+        stream_s = stream.duration_s if stream is not None else None
         expected_s = max(0.0, min(end_s, stream_s or info.duration_s) - start_s)
-        if decoded_s < expected_s * self.config.min_coverage - self.config.coverage_slack_s:
-            raise MediaError(
-                "decode",
-                "truncated",
-                f"{what} decoded {decoded_s:.2f} s of the {expected_s:.2f} s stated "
-                f"from {start_s:.2f} s: the file is truncated or corrupt",
+        stopped_s = start_s + decoded_s
+        code = pipe.exit_code()
+        if code != 0:
+            return _Stop(
+                stopped_s,
+                "ffmpeg_failed",
+                f"{pipe.what} decoding failed at {stopped_s:.2f} s (ffmpeg exited {code}: "
+                f"{pipe.error_tail()}); clips after it are missing",
             )
+        if decoded_s < expected_s * self.config.min_coverage - self.config.coverage_slack_s:
+            return _Stop(
+                stopped_s,
+                "truncated",
+                f"{pipe.what} decoding stopped at {stopped_s:.2f} s of the "
+                f"{start_s + expected_s:.2f} s stated: the file is truncated or corrupt; "
+                "clips after it are missing",
+            )
+        return None
 
     def _assemble(
         self,
         run: list[Span],
-        run_start_s: float,
+        info: MediaInfo,
         audio_pipe: _Pipe | None,
         video_pipe: _Pipe | None,
         size: tuple[int, int] | None,
+        stops: dict[str, _Stop],
     ) -> Iterator[SpanData]:
+        """Yield each span once both streams cover it (or ended); spans past a stream's early
+        stop are left out and the stop is recorded in `stops`."""
+        run_start_s = run[0].start_s
         block_samples = max(1, round(self.config.block_s * self.sample_rate_hz))
         block_frames = max(1, math.ceil(self.config.block_s * self.fps))
         frame_bytes = size[0] * size[1] if size else 0
@@ -315,13 +354,22 @@ class SpanDecoder:
             if audio_pipe is not None and not audio_pipe.eof:
                 raw = audio_pipe.read(block_samples * 4)
                 audio.append(np.frombuffer(raw[: len(raw) // 4 * 4], dtype="<f4"))
+                if audio_pipe.eof:
+                    stop = self._stream_stop(audio_pipe, audio.end / self.sample_rate_hz, run, info)
+                    if stop is not None:
+                        stops["audio"] = stop
             if video_pipe is not None and size is not None and not video_pipe.eof:
                 raw = video_pipe.read(block_frames * frame_bytes)
                 count = len(raw) // frame_bytes
                 frames = np.frombuffer(raw[: count * frame_bytes], np.uint8)
                 video.append(frames.reshape(count, size[1], size[0]))  # (T, H, W)
+                if video_pipe.eof:
+                    stop = self._stream_stop(video_pipe, video.end / self.fps, run, info)
+                    if stop is not None:
+                        stops["video"] = stop
             audio_done = audio_pipe is None or audio_pipe.eof
             video_done = video_pipe is None or video_pipe.eof
+            stopped_s = min((stop.at_s for stop in stops.values()), default=math.inf)
             while pending:
                 span = pending[0]
                 a_stop = self._sample_index(span.end_s - run_start_s)
@@ -333,6 +381,8 @@ class SpanDecoder:
                 a_start = self._sample_index(span.start_s - run_start_s)
                 v_start = self._frame_index(span.start_s - run_start_s)
                 pending.pop(0)
+                if span.end_s > stopped_s + _SPAN_END_SLACK_S:
+                    continue  # the stream stopped inside or before this span: not a whole clip
                 yield SpanData(
                     span=span,
                     audio=audio.take(a_start, a_stop) if audio_pipe is not None else None,
