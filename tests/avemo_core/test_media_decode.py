@@ -11,7 +11,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from avemo_core.media.decode import DecodeConfig, Span, SpanDecoder, group_runs, scaled_size
+from avemo_core.media.decode import (
+    DecodeConfig,
+    PartialDecode,
+    Span,
+    SpanDecoder,
+    group_runs,
+    scaled_size,
+)
 from avemo_core.media.errors import MediaError
 from avemo_core.media.probe import probe
 from tests.pipelines import media_factory as mf
@@ -92,14 +99,39 @@ def test_rotation_is_applied_to_decoded_frames(tmp_path: Path) -> None:
     assert frames[:, :, :36].mean() > 250 and frames[:, :, 44:].mean() < 5
 
 
-def test_truncated_file_is_a_decode_error(tmp_path: Path) -> None:
-    good = mf.mp4(tmp_path / "good.mp4", 4.0)
-    cut = str(mf.truncated(tmp_path / "cut.mp4", good))
+@pytest.mark.parametrize("suffix", [".mp4", ".mkv"])
+def test_truncated_file_gives_the_spans_before_the_cut(tmp_path: Path, suffix: str) -> None:
+    """Half the bytes of a 4 s file: the whole spans before the cut come out, with their full
+    data, then PartialDecode names the time decoding stopped; no span past it is yielded."""
+    good = mf.av_file(tmp_path / f"good{suffix}", 4.0, extra=("-movflags", "+faststart"))
+    cut = str(mf.truncated(tmp_path / f"cut{suffix}", good))
     info = probe(cut)  # the index at the front still promises 4 s
-    with pytest.raises(MediaError) as caught:
-        list(decoder().decode(cut, info, [Span(0.0, 2.0), Span(2.0, 4.0)]))
-    assert (caught.value.stage, caught.value.kind) == ("decode", "truncated")
-    assert "of the 4.00 s" in caught.value.message
+    assert info.duration_s > 3.9
+    spans = [Span(0.0, 1.0), Span(1.0, 2.0), Span(2.0, 3.0), Span(3.0, 4.0)]
+    got = []
+    with pytest.raises(PartialDecode) as caught:
+        for data in decoder().decode(cut, info, spans):
+            got.append(data)
+    err = caught.value
+    assert (err.stage, err.kind) == ("decode", "truncated")
+    assert 1.0 <= err.stopped_at_s <= 2.5  # about half of the media
+    assert f"stopped at {err.stopped_at_s:.2f} s of the 4." in err.message
+    assert got and all(d.span.end_s <= err.stopped_at_s + 0.05 for d in got)
+    assert got[0].span == Span(0.0, 1.0)
+    for data in got:  # every yielded span is whole
+        assert data.audio is not None and data.audio.shape == (RATE,)
+        assert data.frames is not None and data.frames.shape[0] == 5
+
+
+def test_cut_at_the_start_yields_nothing_and_says_where(tmp_path: Path) -> None:
+    good = mf.mp4(tmp_path / "good.mp4", 4.0)
+    cut = str(mf.truncated(tmp_path / "cut.mp4", good, keep=0.15))
+    info = probe(cut)
+    decoded = []
+    with pytest.raises(PartialDecode) as caught:
+        for data in decoder().decode(cut, info, [Span(0.0, 2.0), Span(2.0, 4.0)]):
+            decoded.append(data)
+    assert decoded == [] and caught.value.stopped_at_s < 2.0
 
 
 def test_hung_input_fails_the_file_instead_of_stalling(
