@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from avemo_core.config import ConfigError
 from avemo_core.media.decode import (
     DecodeConfig,
     PartialDecode,
@@ -26,7 +27,7 @@ from tests.pipelines import media_factory as mf
 RATE = 16000
 
 
-def decoder(fps: float = 5.0, max_side: int = 360, **config: float) -> SpanDecoder:
+def decoder(fps: float = 5.0, max_side: int = 360, **config: float | str) -> SpanDecoder:
     return SpanDecoder(RATE, fps, max_side, DecodeConfig(**config))
 
 
@@ -89,6 +90,57 @@ def test_scaled_inside_ffmpeg_to_the_requested_size(lossless: dict[str, object])
     assert scaled_size(64, 48, 360) == (64, 48)  # never upscaled
     out = list(decoder(max_side=32).decode(path, probe(path), [Span(0.0, 1.0)]))
     assert out[0].frames is not None and out[0].frames.shape == (5, 24, 32)
+
+
+def test_colour_frames_when_the_face_detector_wants_them(lossless: dict[str, object]) -> None:
+    """pixel_format bgr24: (T, H, W, 3) frames of the same sampled pictures (grey in, grey out)."""
+    path, frames = str(lossless["mkv"]), lossless["frames"]
+    assert isinstance(frames, np.ndarray)
+    grey = next(iter(decoder().decode(path, probe(path), [Span(0.0, 2.0)]))).frames
+    colour = next(iter(decoder(pixel_format="bgr24").decode(path, probe(path), [Span(0.0, 2.0)])))
+    assert colour.frames is not None and colour.frames.shape == (10, 48, 64, 3)
+    np.testing.assert_array_equal(colour.frames[..., 0], colour.frames[..., 2])
+    assert np.abs(colour.frames[..., 1].astype(int) - frames[0:20:2]).max() <= 2
+    np.testing.assert_array_equal(grey, frames[0:20:2])
+
+
+def _ffmpeg_children() -> int:
+    """Live ffmpeg processes started by this test process."""
+    count = 0
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            name, rest = stat.split("(", 1)[1].rsplit(")", 1)
+            fields = rest.split()
+            if name == "ffmpeg" and int(fields[1]) == os.getpid() and fields[0] != "Z":
+                count += 1
+    return count
+
+
+def test_one_ffmpeg_process_decodes_audio_and_video(tmp_path: Path) -> None:
+    """Both streams come from one process (one start, one demux pass), each on its own pipe."""
+    path = str(mf.mp4(tmp_path / "av.mp4", 3.0))
+    seen = []
+    for data in decoder(block_s=0.5).decode(path, probe(path), [Span(0.0, 1.0), Span(1.0, 3.0)]):
+        seen.append(_ffmpeg_children())
+        assert data.audio is not None and data.frames is not None
+        assert data.audio.shape[0] == round((data.span.end_s - data.span.start_s) * RATE)
+        assert data.frames.shape[0] == round((data.span.end_s - data.span.start_s) * 5)
+    assert seen[0] == 1
+    assert _ffmpeg_children() == 0
+
+
+@pytest.mark.parametrize(
+    ("changes", "words"),
+    [({"pixel_format": "yuv420p"}, "pixel_format"), ({"scale_flags": "lanczos9"}, "scale_flags")],
+)
+def test_decode_config_is_validated(changes: dict, words: str) -> None:
+    with pytest.raises(ConfigError, match=words):
+        DecodeConfig(**changes)
+    assert DecodeConfig(pixel_format="bgr24").channels == 3 and DecodeConfig().channels == 1
 
 
 def test_rotation_is_applied_to_decoded_frames(tmp_path: Path) -> None:
