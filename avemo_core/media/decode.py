@@ -7,14 +7,16 @@ earliest open span onwards. Memory is therefore bounded by the longest clip plus
 the file. Frames are sampled (`fps` filter) before they are scaled, and scaled and converted inside
 ffmpeg, so only sampled small frames are scaled and cross the pipe.
 
-Where the time goes (bench/extract.py's 720p25 talking-head H.264, 20 s, one core, CPU seconds,
-medians of 5-7 runs on a loaded 2-core machine, so +-15 %): bare `ffmpeg -i F -f null -` 0.64;
-H.264 decoding alone 0.57 (every frame: the stream has no B-frames, each P-frame needs the one
-before, so no frame can be skipped); one ffmpeg or ffprobe start 0.09 (library loading); sampling
-and scaling to 640x360 grey about 0.1; the audio (AAC decode, resampling) 0.01. The former second
-ffmpeg process for audio cost a start and a demux pass per file; one process now does both. The
-scaler choice (area, bilinear, fast_bilinear) and converting to grey before or after scaling
-differ by less than the noise; `area` stays, as it averages rather than skips source pixels.
+Where the time goes (bench/extract.py's 720p25 talking-head H.264 + AAC, 20 s, one core, CPU
+seconds, medians of 5-9 runs on a shared 2-core machine at load 15-26, so +-15 %): bare
+`ffmpeg -i F -f null -` 0.64-0.76; H.264 decoding alone 0.57 (every frame: the stream has no
+B-frames, each P-frame needs the one before, so no frame can be skipped); one ffmpeg or ffprobe
+start 0.09 (library loading); sampling and scaling to 640x360 grey about 0.1; the audio (AAC
+decode, resampling) 0.01. The former second ffmpeg process for the audio cost a start and a demux
+pass per file; one process now does both: decode alone went from 0.63-0.76x to 0.70-0.85x of the
+bare decode in wall time (0.65-0.69x to 0.71-0.76x in CPU), the rest being the probe (another
+start) and the scaling. The scaler (area, bilinear, fast_bilinear) and converting to grey before
+or after scaling differ by less than the noise; `area` stays, as it averages source pixels.
 """
 
 from __future__ import annotations
