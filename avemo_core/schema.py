@@ -62,6 +62,7 @@ _CLIP_FIELDS: list[pa.Field] = [
     pa.field("split", pa.string()),
     *_FEATURE_FIELDS,
     pa.field("face_ratio", pa.float32(), nullable=False),
+    pa.field("audio_active_ratio", pa.float32(), nullable=False),  # not silent (version >= 2)
     *[pa.field(emotion, pa.float32()) for emotion in EMOTIONS],
     pa.field("schema_version", pa.int32(), nullable=False),
 ]

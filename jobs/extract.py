@@ -2,11 +2,14 @@
 
     avemo extract INPUT OUT [--manifest CSV] [--fps F] [--window-s W] [--ray-address A]
                   [--rows-per-shard N] [--num-cpus N] [--decode-threads N]
+                  [--silence-dbfs DB] [--min-active-ratio R]
 
 INPUT is a folder, a glob, one file or an s3:// prefix; OUT a folder or s3:// prefix. With
 --manifest, the clips are the manifest's segments (CSV: uri,start_s,end_s,split,<emotions>; relative
 URIs resolve against the manifest's folder) of the media found under INPUT; without one, every file
-is cut into fixed windows. Rerunning the same command redoes only files that are missing or failed.
+is cut into fixed windows. A clip's audio counts only when at least --min-active-ratio of it is
+louder than --silence-dbfs (a track of digital silence is no audio). Rerunning the same command
+redoes only files that are missing, failed, or extracted with other settings.
 Files that cannot be extracted get a record in OUT/_errors/ and do not stop the job. On a
 multi-node cluster INPUT and OUT must be reachable from every node (s3:// or a shared filesystem).
 
@@ -41,6 +44,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rows-per-shard", type=int, default=64, help="clip rows per Parquet file")
     parser.add_argument("--num-cpus", type=int, help="CPUs of the local Ray cluster (default: all)")
     parser.add_argument("--decode-threads", type=int, default=1, help="ffmpeg threads per file")
+    parser.add_argument(
+        "--silence-dbfs", type=float, default=-60.0, help="audio quieter than this is silence"
+    )
+    parser.add_argument(
+        "--min-active-ratio",
+        type=float,
+        default=0.02,
+        help="share of non-silent audio a clip needs to count as having audio",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -53,6 +65,8 @@ def run(args: argparse.Namespace) -> int:
             window_s=args.window_s,
             rows_per_shard=args.rows_per_shard,
             decode_threads=args.decode_threads,
+            silence_dbfs=args.silence_dbfs,
+            min_active_ratio=args.min_active_ratio,
             ray_address=args.ray_address,
             num_cpus=args.num_cpus,
         )

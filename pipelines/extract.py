@@ -16,6 +16,7 @@ from typing import Any
 
 from avemo_core import __version__
 from avemo_core.config import FrozenConfig, require
+from avemo_core.features.activity import ActivityConfig
 from avemo_core.features.audio import AudioFeatureConfig
 from avemo_core.features.visual import VisualFeatureConfig
 from avemo_core.media.clips import ClipConfig, Segment
@@ -43,6 +44,8 @@ class ExtractConfig(FrozenConfig):
     # the detector's own defaults (20 px, 1.1), and a talking head's face is far larger than 40 px.
     min_face_px: int = 40  # smallest face side searched, px in the decoded frame
     detect_scale_step: float = 1.2  # scale factor between face-detector pyramid levels
+    silence_dbfs: float = -60.0  # audio frames quieter than this are silence (ActivityConfig)
+    min_active_ratio: float = 0.02  # a clip whose audio is active less than this has no audio
     window_s: float = 10.0  # fixed-window length without a manifest
     rows_per_shard: int = 64  # clip rows per Parquet file at most
     decode_threads: int = 1  # ffmpeg threads per process (each task holds one CPU)
@@ -56,6 +59,8 @@ class ExtractConfig(FrozenConfig):
         require(self.window_s > 0, "window_s must be > 0")
         require(self.min_face_px >= 1, "min_face_px must be >= 1")
         require(self.detect_scale_step > 1.0, "detect_scale_step must be > 1")
+        require(self.silence_dbfs < 0, "silence_dbfs must be < 0 (dB below full scale)")
+        require(0.0 <= self.min_active_ratio <= 1.0, "min_active_ratio must be in [0, 1]")
         require(self.rows_per_shard >= 1, "rows_per_shard must be >= 1")
         require(self.decode_threads >= 0, "decode_threads must be >= 0")
         require(self.num_cpus is None or self.num_cpus >= 1, "num_cpus must be >= 1")
@@ -76,6 +81,9 @@ class ExtractConfig(FrozenConfig):
                 fps=self.fps,
                 min_face_px=self.min_face_px,
                 detect_scale_step=self.detect_scale_step,
+            ).to_dict(),
+            "activity": ActivityConfig(
+                floor_dbfs=self.silence_dbfs, min_active_ratio=self.min_active_ratio
             ).to_dict(),
         }
 
@@ -144,6 +152,7 @@ def execute_plan(
         t.media_id
         for t in plan.tasks
         if done.get(t.media_id, {}).get("fingerprint") == t.fingerprint(extractor_config)
+        and done[t.media_id].get("stopped_at_s") is None  # a partial file is tried again
     }
     pending = [t for t in plan.tasks if t.media_id not in finished]
     skipped = [done[media_id] for media_id in sorted(finished)]
@@ -196,7 +205,7 @@ def _summary(
     not_in_manifest: int,
     wall_s: float,
 ) -> dict[str, Any]:
-    extracted = [r for r in results if r["status"] == "done"]
+    extracted = [r for r in results if r["status"] in ("done", "partial")]
     errors = [
         {k: r[k] for k in ("uri", "media_id", "stage", "kind", "message")}
         for r in results
@@ -209,6 +218,7 @@ def _summary(
         "files_extracted": len(extracted),
         "files_skipped": len(skipped),
         "files_failed": len(errors),
+        "files_partial": sum(r["status"] == "partial" for r in results),
         "files_not_in_manifest": not_in_manifest,
         "clips": new_clips + sum(int(m["clips"]) for m in skipped),
         "clips_new": new_clips,

@@ -1,7 +1,9 @@
 """One media file to clip shards, as one Ray Data task: fetch, probe, decode, features, write.
 
 Any failure of the file becomes an `_errors/` record and a `failed` result row, never an exception
-that would stop the job. Plain Python (no Ray import): `pipelines/extract.py` maps it over the list.
+that would stop the job. A file that stops decoding part-way keeps the clips before the stop: its
+shards and done marker are written, and so is an error record naming the time (`partial` row).
+Plain Python (no Ray import): `pipelines/extract.py` maps it over the list.
 """
 
 from __future__ import annotations
@@ -20,10 +22,11 @@ from typing import Any
 
 import pyarrow as pa
 
+from avemo_core.features.activity import ActivityConfig
 from avemo_core.features.audio import AudioFeatureConfig
 from avemo_core.features.visual import VisualFeatureConfig
 from avemo_core.media.clips import ClipConfig, ClipExtractor, MediaStats, Segment
-from avemo_core.media.decode import DecodeConfig
+from avemo_core.media.decode import DecodeConfig, PartialDecode
 from avemo_core.media.errors import MediaError
 from avemo_core.media.probe import probe
 from avemo_core.schema import clip_schema, media_id_for
@@ -63,11 +66,13 @@ class MediaTask:
 
 
 def build_extractor(extractor_config: Mapping[str, Any]) -> ClipExtractor:
+    """The extractor a config describes (one saved before audio activity: its default rule)."""
     return ClipExtractor(
         clip=ClipConfig.from_dict(extractor_config["clip"]),
         decode=DecodeConfig.from_dict(extractor_config["decode"]),
         audio=AudioFeatureConfig.from_dict(extractor_config["audio"]),
         visual=VisualFeatureConfig.from_dict(extractor_config["visual"]),
+        activity=ActivityConfig.from_dict(extractor_config.get("activity", {})),
     )
 
 
@@ -143,6 +148,20 @@ def _writing() -> Iterator[None]:
         raise MediaError("write", type(err).__name__, str(err) or repr(err)) from err
 
 
+def _error_record(task: MediaTask, err: MediaError) -> dict[str, Any]:
+    """The `_errors/` record of a file; a decode that stopped part-way says where."""
+    record = {
+        "uri": task.uri,
+        "media_id": task.media_id,
+        "stage": err.stage,
+        "kind": err.kind,
+        "message": err.message,
+    }
+    if isinstance(err, PartialDecode):
+        record["stopped_at_s"] = err.stopped_at_s
+    return record
+
+
 def extract_media(
     task: MediaTask,
     extractor: ClipExtractor,
@@ -151,7 +170,10 @@ def extract_media(
     rows_per_shard: int,
     storage_options: Mapping[str, Any],
 ) -> dict[str, Any]:
-    """Extract one file into its shards and done marker; returns its result row (never raises)."""
+    """Extract one file into its shards and done marker; returns its result row (never raises).
+
+    Status `done`, `partial` (clips up to where decoding stopped, plus an error record) or `failed`.
+    """
     started = time.monotonic()
     media_id = task.media_id
     stats = MediaStats()
@@ -164,6 +186,7 @@ def extract_media(
         "kind": "",
         "message": "",
     }
+    partial: PartialDecode | None = None
     try:
         with _writing():
             store.clear_media(media_id)  # shards of a run killed half-way are redone from scratch
@@ -173,9 +196,14 @@ def extract_media(
             writer = ShardWriter(store, media_id, schema, rows_per_shard)
             rows = extractor.rows(local, task.uri, info, task.segments, stats)
             with contextlib.closing(rows):  # on failure its ffmpeg processes stop at once
-                for row in _decoded_rows(rows):
-                    with _writing():
-                        writer.add(row)
+                try:
+                    for row in _decoded_rows(rows):
+                        with _writing():
+                            writer.add(row)
+                except PartialDecode as err:
+                    if stats.clips == 0:
+                        raise
+                    partial = err  # the clips before the stop are good: keep them
             with _writing():
                 parts = writer.close()
         marker = {
@@ -185,15 +213,22 @@ def extract_media(
             "parts": parts,
             "clips": stats.clips,
             "empty_clips": stats.empty_clips,
+            "silent_clips": stats.silent_clips,
             "duration_s": duration_s,
+            "stopped_at_s": partial.stopped_at_s if partial is not None else None,
             "has_audio": info.audio is not None,
             "has_visual": info.video is not None,
             "face_frames": stats.face_frames,
             "visual_frames": stats.visual_frames,
         }
         with _writing():
-            store.write_done(media_id, marker)
+            store.write_done(media_id, marker)  # removes an old error record: write ours after
         status = "done"
+        if partial is not None:
+            status = "partial"
+            result.update(stage=partial.stage, kind=partial.kind, message=partial.message)
+            with contextlib.suppress(Exception):  # the driver still reports it from the result row
+                store.write_error(media_id, _error_record(task, partial))
     except MediaError as err:
         status = "failed"
         result.update(stage=err.stage, kind=err.kind, message=err.message)
@@ -202,16 +237,7 @@ def extract_media(
                 writer.abort()
             store.clear_media(media_id)
         with contextlib.suppress(Exception):  # the driver still reports it from the result row
-            store.write_error(
-                media_id,
-                {
-                    "uri": task.uri,
-                    "media_id": media_id,
-                    "stage": err.stage,
-                    "kind": err.kind,
-                    "message": err.message,
-                },
-            )
+            store.write_error(media_id, _error_record(task, err))
     result.update(
         status=status,
         clips=stats.clips,

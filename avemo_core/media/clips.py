@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from avemo_core.config import FrozenConfig, require
+from avemo_core.features.activity import ActivityConfig, ActivityMeter
 from avemo_core.features.audio import AudioFeatureConfig, LogMelExtractor
 from avemo_core.features.visual import FaceCropper, VisualFeatureConfig
 from avemo_core.labels import EMOTIONS
@@ -69,6 +70,7 @@ class MediaStats:
 
     clips: int = 0
     empty_clips: int = 0  # clips where neither stream held a single frame (not written)
+    silent_clips: int = 0  # clips whose audio stream decoded but was judged silent (no audio)
     face_frames: int = 0
     visual_frames: int = 0
 
@@ -158,12 +160,15 @@ class ClipExtractor:
         decode: DecodeConfig | None = None,
         audio: AudioFeatureConfig | None = None,
         visual: VisualFeatureConfig | None = None,
+        activity: ActivityConfig | None = None,
     ) -> None:
         self.clip = clip or ClipConfig()
         self.decode_config = decode or DecodeConfig()
         self.audio = audio or AudioFeatureConfig()
         self.visual = visual or VisualFeatureConfig()
+        self.activity = activity or ActivityConfig()
         self.logmel = LogMelExtractor(self.audio)
+        self.meter = ActivityMeter(self.activity, self.audio.sample_rate_hz)
         self.cropper = FaceCropper(self.visual)
         self.decoder = SpanDecoder(
             self.audio.sample_rate_hz,
@@ -179,6 +184,7 @@ class ClipExtractor:
             "decode": self.decode_config.to_dict(),
             "audio": self.audio.to_dict(),
             "visual": self.visual.to_dict(),
+            "activity": self.activity.to_dict(),
         }
 
     def plan(self, uri: str, info: MediaInfo, segments: Sequence[Segment] | None) -> list[Segment]:
@@ -214,8 +220,9 @@ class ClipExtractor:
             ).append(segment)
         for data in self.decoder.decode(path, info, list(by_span)):
             features = self._features(data)
+            active_ratio = self.meter(data.audio) if data.audio is not None else 0.0
             for segment in by_span[data.span]:
-                row = self._row(uri, segment, features, stats)
+                row = self._row(uri, segment, features, active_ratio, stats)
                 if row is None:
                     stats.empty_clips += 1
                     continue
@@ -241,13 +248,18 @@ class ClipExtractor:
         uri: str,
         segment: Segment,
         features: tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None],
+        active_ratio: float,
         stats: MediaStats,
     ) -> dict[str, Any] | None:
+        """The clip's row; its audio counts only when enough of it is not silence."""
         audio, crops, flags = features
-        has_audio = audio is not None and audio.shape[0] > 0
+        decoded_audio = audio is not None and audio.shape[0] > 0
+        has_audio = decoded_audio and self.meter.present(active_ratio)
         has_visual = crops is not None and crops.shape[0] > 0
         if not has_audio and not has_visual:
             return None
+        if decoded_audio and not has_audio:
+            stats.silent_clips += 1
         face_ratio = 0.0
         if has_visual and flags is not None:
             stats.face_frames += int(np.count_nonzero(flags))
@@ -275,6 +287,7 @@ class ClipExtractor:
             "visual_height": crop_px,
             "visual_width": crop_px,
             "face_ratio": face_ratio,
+            "audio_active_ratio": active_ratio,
             "schema_version": CLIP_SCHEMA_VERSION,
         }
         for emotion, value in zip(EMOTIONS, segment.intensities, strict=True):

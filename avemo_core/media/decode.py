@@ -1,9 +1,22 @@
-"""Windowed streaming decode with ffmpeg: audio as 16 kHz mono float32, video as small grey frames.
+"""Windowed streaming decode with ffmpeg: audio as 16 kHz mono float32, video as small frames.
 
-One ffmpeg process per stream writes raw samples or frames into a pipe; Python reads one block at a
-time and hands out clip spans as soon as they are complete, keeping only the data from the earliest
-open span onwards. Memory is therefore bounded by the longest clip plus one block, not by the file.
-Frames are sampled (`fps` filter) and scaled inside ffmpeg, so only small frames cross the pipe.
+One ffmpeg process per pass over a file demuxes it once and writes each stream into its own pipe
+(raw samples, raw frames); Python reads whichever pipe has data, so neither output can block the
+other, and hands out clip spans as soon as they are complete, keeping only the data from the
+earliest open span onwards. Memory is therefore bounded by the longest clip plus one block, not by
+the file. Frames are sampled (`fps` filter) before they are scaled, and scaled and converted inside
+ffmpeg, so only sampled small frames are scaled and cross the pipe.
+
+Where the time goes (bench/extract.py's 720p25 talking-head H.264 + AAC, 20 s, one core, CPU
+seconds, medians of 5-9 runs on a shared 2-core machine at load 15-26, so +-15 %): bare
+`ffmpeg -i F -f null -` 0.64-0.76; H.264 decoding alone 0.57 (every frame: the stream has no
+B-frames, each P-frame needs the one before, so no frame can be skipped); one ffmpeg or ffprobe
+start 0.09 (library loading); sampling and scaling to 640x360 grey about 0.1; the audio (AAC
+decode, resampling) 0.01. The former second ffmpeg process for the audio cost a start and a demux
+pass per file; one process now does both: decode alone went from 0.63-0.76x to 0.70-0.85x of the
+bare decode in wall time (0.65-0.69x to 0.71-0.76x in CPU), the rest being the probe (another
+start) and the scaling. The scaler (area, bilinear, fast_bilinear) and converting to grey before
+or after scaling differ by less than the noise; `area` stays, as it averages source pixels.
 """
 
 from __future__ import annotations
@@ -14,7 +27,7 @@ import os
 import select
 import subprocess
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import ffmpeg
 import numpy as np
@@ -27,6 +40,9 @@ FFMPEG = os.environ.get("AVEMO_FFMPEG", "ffmpeg")
 _FFMPEG_PREFIX = [FFMPEG, "-nostdin", "-hide_banner", "-loglevel", "error"]
 _EPS = 1e-6
 _READ_CHUNK_BYTES = 1 << 20
+PIXEL_CHANNELS = {"gray": 1, "bgr24": 3, "rgb24": 3}  # pixel formats frames may be decoded to
+SCALE_FLAGS = ("area", "bilinear", "fast_bilinear", "bicubic", "neighbor")
+_SPAN_END_SLACK_S = 0.05  # a span ending this little past where a stream stopped still counts
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,6 +53,8 @@ class DecodeConfig(FrozenConfig):
     coverage_slack_s: float = 0.5  # absolute allowance on top of min_coverage (stream edge jitter)
     threads: int = 1  # ffmpeg threads per process: Ray runs one worker per CPU
     stall_timeout_s: float = 120.0  # an ffmpeg pipe silent this long is killed (hung input)
+    pixel_format: str = "gray"  # decoded frames: gray (T, H, W) or bgr24 / rgb24 (T, H, W, 3)
+    scale_flags: str = "area"  # ffmpeg scaler (swscale flags) used to shrink frames
 
     def validate(self) -> None:
         require(self.block_s > 0, "block_s must be > 0")
@@ -45,6 +63,32 @@ class DecodeConfig(FrozenConfig):
         require(self.coverage_slack_s >= 0, "coverage_slack_s must be >= 0")
         require(self.threads >= 0, "threads must be >= 0 (0: ffmpeg decides)")
         require(self.stall_timeout_s > 0, "stall_timeout_s must be > 0")
+        require(
+            self.pixel_format in PIXEL_CHANNELS,
+            f"pixel_format must be one of {sorted(PIXEL_CHANNELS)}",
+        )
+        require(self.scale_flags in SCALE_FLAGS, f"scale_flags must be one of {SCALE_FLAGS}")
+
+    @property
+    def channels(self) -> int:
+        return PIXEL_CHANNELS[self.pixel_format]
+
+
+class PartialDecode(MediaError):
+    """Decoding stopped early at `stopped_at_s`: the spans before it were yielded, none after."""
+
+    def __init__(self, kind: str, message: str, stopped_at_s: float) -> None:
+        super().__init__("decode", kind, message)
+        self.stopped_at_s = stopped_at_s
+
+
+@dataclasses.dataclass(frozen=True)
+class _Stop:
+    """Where one stream of a run stopped short, and why (an error kind and a message)."""
+
+    at_s: float
+    kind: str
+    message: str
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,7 +103,7 @@ class Span:
 class SpanData:
     span: Span
     audio: np.ndarray | None  # (N,) float32 mono samples; None when the file has no audio
-    frames: np.ndarray | None  # (T, H, W) uint8 grey frames; None when the file has no video
+    frames: np.ndarray | None  # (T, H, W) uint8 grey, or (T, H, W, 3); None when no video
 
 
 def scaled_size(width: int, height: int, max_side_px: int) -> tuple[int, int]:
@@ -70,99 +114,129 @@ def scaled_size(width: int, height: int, max_side_px: int) -> tuple[int, int]:
     return w, h
 
 
-def _input(
-    url: str, start_s: float, duration_s: float, threads: int
-) -> ffmpeg.nodes.FilterableStream:
-    """The input with fixed-point times (ffmpeg rejects exponent notation such as 1e-05).
+def _run_args(
+    url: str,
+    start_s: float,
+    duration_s: float,
+    outputs: dict[str, int],
+    rate_hz: int,
+    fps: float,
+    size: tuple[int, int] | None,
+    config: DecodeConfig,
+) -> list[str]:
+    """One ffmpeg command writing each stream in `outputs` (name -> fd) into its own pipe.
 
-    No seek at all from the start: a stream without timestamps (raw H.264) yields nothing after one.
+    Fixed-point times (ffmpeg rejects exponent notation such as 1e-05); no seek at all from the
+    start, as a stream without timestamps (raw H.264) yields nothing after one.
     """
     seek = {"ss": f"{start_s:.6f}"} if start_s > 0 else {}
-    return ffmpeg.input(
-        url, t=f"{duration_s:.6f}", protocol_whitelist="file", threads=threads, **seek
+    source = ffmpeg.input(
+        url, t=f"{duration_s:.6f}", protocol_whitelist="file", threads=config.threads, **seek
     )
+    streams = []
+    if "audio" in outputs:
+        streams.append(
+            source.output(
+                f"pipe:{outputs['audio']}",
+                map="0:a:0", ac=1, ar=rate_hz, acodec="pcm_f32le", format="f32le",
+            )
+        )  # fmt: skip
+    if "video" in outputs:
+        assert size is not None
+        # fps first so only sampled frames are scaled; ffmpeg has already applied the rotation
+        chain = f"fps={fps!r},scale={size[0]}:{size[1]}:flags={config.scale_flags}"
+        streams.append(
+            source.output(
+                f"pipe:{outputs['video']}",
+                map="0:v:0", vf=f"{chain},format={config.pixel_format}",
+                pix_fmt=config.pixel_format, format="rawvideo",
+            )
+        )  # fmt: skip
+    args = ffmpeg.merge_outputs(*streams).compile(cmd=list(_FFMPEG_PREFIX))
+    return [*args[:1], "-filter_threads", str(max(config.threads, 1)), *args[1:]]
 
 
-def _audio_args(
-    url: str, start_s: float, duration_s: float, rate_hz: int, threads: int
-) -> list[str]:
-    source = _input(url, start_s, duration_s, threads)
-    out = source.output(
-        "pipe:", map="0:a:0", ac=1, ar=rate_hz, acodec="pcm_f32le", format="f32le", vn=None
-    )
-    return out.compile(cmd=list(_FFMPEG_PREFIX))
+class _Ffmpeg:
+    """One ffmpeg process writing each stream into its own pipe; stderr goes to a temp file.
 
-
-def _video_args(
-    url: str, start_s: float, duration_s: float, fps: float, size: tuple[int, int], threads: int
-) -> list[str]:
-    source = _input(url, start_s, duration_s, threads)
-    # fps first so only sampled frames are scaled; ffmpeg has already applied the rotation
-    chain = f"fps={fps!r},scale={size[0]}:{size[1]}:flags=area,format=gray"
-    out = source.output(
-        "pipe:",
-        map="0:v:0",
-        vf=chain,
-        pix_fmt="gray",
-        format="rawvideo",
-        an=None,
-        filter_threads=max(threads, 1),
-    )
-    return out.compile(cmd=list(_FFMPEG_PREFIX))
-
-
-class _Pipe:
-    """One ffmpeg process whose stdout is read in exact-size chunks; stderr goes to a temp file.
-
-    A read that waits longer than `stall_timeout_s` for any byte kills ffmpeg and raises: a hung
-    input (a pipe that never ends, a stuck network mount) must fail its file, not stall the job.
+    `read(name, n)` gives n bytes of one stream while draining every pipe that has data, so ffmpeg
+    never blocks on a full pipe we are not reading. A wait longer than `stall_timeout_s` for any
+    byte kills ffmpeg and raises: a hung input must fail its file, not stall the job.
     """
 
-    def __init__(self, args: list[str], what: str, stall_timeout_s: float) -> None:
-        self.what = what
-        self.stall_timeout_s = stall_timeout_s
+    def __init__(
+        self, names: list[str], build: Callable[[dict[str, int]], list[str]], timeout_s: float
+    ) -> None:
+        self.stall_timeout_s = timeout_s
         self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 (closed in close())
-        self.proc = subprocess.Popen(
-            args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=self._stderr
-        )
-        self.eof = False
-        self.bytes_read = 0
+        pipes = {name: os.pipe() for name in names}  # name -> (read fd, write fd)
+        self._fds = {name: r for name, (r, _) in pipes.items()}
+        writers = [w for _, w in pipes.values()]
+        try:
+            self.proc = subprocess.Popen(
+                build({name: w for name, (_, w) in pipes.items()}),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=self._stderr,
+                pass_fds=writers,
+            )
+        finally:
+            for fd in writers:
+                os.close(fd)
+        self._pending = {name: bytearray() for name in names}
+        self.eof = dict.fromkeys(names, False)  # the stream ended and all of it was read
 
-    def read(self, nbytes: int) -> bytes:
-        """Up to nbytes; fewer only at end of stream."""
-        assert self.proc.stdout is not None
-        fd = self.proc.stdout.fileno()
-        parts: list[bytes] = []
-        remaining = nbytes
-        while remaining > 0:
-            ready, _, _ = select.select([fd], [], [], self.stall_timeout_s)
-            if not ready:
-                self.proc.kill()
-                raise MediaError(
-                    "decode",
-                    "stalled",
-                    f"ffmpeg ({self.what}) produced nothing for {self.stall_timeout_s:.0f} s",
-                )
-            chunk = os.read(fd, min(remaining, _READ_CHUNK_BYTES))
-            if not chunk:
-                self.eof = True
-                break
-            parts.append(chunk)
-            remaining -= len(chunk)
-        data = b"".join(parts)
-        self.bytes_read += len(data)
+    def read(self, name: str, nbytes: int) -> bytes:
+        """Up to nbytes of stream `name`; fewer only at its end."""
+        pending = self._pending[name]
+        while len(pending) < nbytes and self._fds.get(name) is not None:
+            self._pump()
+        data = bytes(pending[:nbytes])
+        del pending[:nbytes]
+        if self._fds.get(name) is None and not pending:
+            self.eof[name] = True
         return data
 
-    def finish(self) -> None:
-        """Read what is left, wait for exit; raise MediaError (decode) if ffmpeg failed."""
-        while not self.eof:
-            self.read(1 << 16)
-        code = self.proc.wait()
-        if code != 0:
+    def _pump(self) -> None:
+        """Read once from every pipe that has data; a pipe at its end is closed."""
+        open_fds = {fd: name for name, fd in self._fds.items() if fd is not None}
+        ready, _, _ = select.select(list(open_fds), [], [], self.stall_timeout_s)
+        if not ready:
+            self.proc.kill()
             raise MediaError(
                 "decode",
-                "ffmpeg_failed",
-                f"ffmpeg ({self.what}) exited {code}: {self.error_tail()}",
+                "stalled",
+                f"ffmpeg ({'+'.join(self._fds)}) produced nothing for {self.stall_timeout_s:.0f} s",
+            )
+        for fd in ready:
+            chunk = os.read(fd, _READ_CHUNK_BYTES)
+            if chunk:
+                self._pending[open_fds[fd]] += chunk
+            else:
+                os.close(fd)
+                self._fds[open_fds[fd]] = None
+
+    def all_ended(self) -> bool:
+        return all(fd is None for fd in self._fds.values())
+
+    def exit_code(self) -> int:
+        """ffmpeg's exit status once every pipe ended (it exits right after closing them)."""
+        try:
+            return self.proc.wait(timeout=self.stall_timeout_s)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return self.proc.wait()
+
+    def finish(self) -> None:
+        """Drain what is left, wait for exit; raise MediaError (decode) if ffmpeg failed."""
+        while not self.all_ended():
+            self._pump()
+            for pending in self._pending.values():
+                pending.clear()
+        code = self.exit_code()
+        if code != 0:
+            raise MediaError(
+                "decode", "ffmpeg_failed", f"ffmpeg exited {code}: {self.error_tail()}"
             )
 
     def error_tail(self) -> str:
@@ -177,8 +251,10 @@ class _Pipe:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
-        if self.proc.stdout is not None:
-            self.proc.stdout.close()
+        for name, fd in self._fds.items():
+            if fd is not None:
+                os.close(fd)
+                self._fds[name] = None
         self._stderr.close()
 
 
@@ -238,6 +314,8 @@ class SpanDecoder:
         return scaled_size(info.video.width_px, info.video.height_px, self.max_side_px)
 
     def decode(self, path: str, info: MediaInfo, spans: Sequence[Span]) -> Iterator[SpanData]:
+        """SpanData per span in start order; PartialDecode after the last whole span if the
+        file stops decoding early (the spans before the stop have been yielded by then)."""
         for run in group_runs(spans, self.config.max_gap_s):
             yield from self._decode_run(path, info, run)
 
@@ -248,80 +326,117 @@ class SpanDecoder:
         """First sampled frame at or after offset_s (frame k is at k / fps)."""
         return math.ceil(offset_s * self.fps - _EPS)
 
+    def _frame_shape(self, size: tuple[int, int]) -> tuple[int, ...]:
+        """(H, W) for grey frames, (H, W, C) otherwise."""
+        channels = self.config.channels
+        return (size[1], size[0]) if channels == 1 else (size[1], size[0], channels)
+
     def _decode_run(self, path: str, info: MediaInfo, run: list[Span]) -> Iterator[SpanData]:
         start = run[0].start_s
         end = max(span.end_s for span in run)
-        url = ffmpeg_url(path)
         size = self.frame_size(info)
-        threads = self.config.threads
-        audio_pipe = video_pipe = None
-        try:
-            if info.audio is not None:
-                args = _audio_args(url, start, end - start, self.sample_rate_hz, threads)
-                audio_pipe = _Pipe(args, "audio", self.config.stall_timeout_s)
-            if size is not None:
-                args = _video_args(url, start, end - start, self.fps, size, threads)
-                video_pipe = _Pipe(args, "video", self.config.stall_timeout_s)
-            yield from self._assemble(run, start, audio_pipe, video_pipe, size)
-            if audio_pipe is not None:
-                audio_pipe.finish()
-                assert info.audio is not None
-                decoded_s = audio_pipe.bytes_read / 4 / self.sample_rate_hz
-                self._check_coverage("audio", decoded_s, start, end, info.audio.duration_s, info)
-            if video_pipe is not None and size is not None:
-                video_pipe.finish()
-                assert info.video is not None
-                decoded_s = video_pipe.bytes_read / (size[0] * size[1]) / self.fps
-                self._check_coverage("video", decoded_s, start, end, info.video.duration_s, info)
-        finally:
-            for pipe in (audio_pipe, video_pipe):
-                if pipe is not None:
-                    pipe.close()
+        names = [n for n, has in (("audio", info.audio), ("video", size)) if has is not None]
+        if not names:
+            return
+        url = ffmpeg_url(path)
 
-    def _check_coverage(
-        self,
-        what: str,
-        decoded_s: float,
-        start_s: float,
-        end_s: float,
-        stream_s: float | None,
-        info: MediaInfo,
-    ) -> None:
-        """Raise MediaError (decode, truncated) when far less decoded than the stream states."""
-        expected_s = max(0.0, min(end_s, stream_s or info.duration_s) - start_s)
-        if decoded_s < expected_s * self.config.min_coverage - self.config.coverage_slack_s:
-            raise MediaError(
-                "decode",
-                "truncated",
-                f"{what} decoded {decoded_s:.2f} s of the {expected_s:.2f} s stated "
-                f"from {start_s:.2f} s: the file is truncated or corrupt",
+        def build(fds: dict[str, int]) -> list[str]:
+            return _run_args(
+                url, start, end - start, fds, self.sample_rate_hz, self.fps, size, self.config
             )
+
+        stops: dict[str, _Stop] = {}
+        process = _Ffmpeg(names, build, self.config.stall_timeout_s)
+        try:
+            yield from self._assemble(run, info, process, size, stops)
+            if stops:
+                stop = min(stops.values(), key=lambda s: s.at_s)
+                raise PartialDecode(stop.kind, stop.message, stop.at_s)
+            process.finish()  # every span is whole; a failure in what follows still counts
+        finally:
+            process.close()
+
+    def _stream_stop(
+        self, what: str, decoded_s: float, run: list[Span], info: MediaInfo
+    ) -> _Stop | None:
+        """Where a stream whose output ended stopped short of what the file states (a truncated
+        file often decodes cleanly up to the cut), or None when it covered its part."""
+        start_s = run[0].start_s
+        end_s = max(span.end_s for span in run)
+        stream = info.audio if what == "audio" else info.video
+        stream_s = stream.duration_s if stream is not None else None
+        expected_s = max(0.0, min(end_s, stream_s or info.duration_s) - start_s)
+        if decoded_s >= expected_s * self.config.min_coverage - self.config.coverage_slack_s:
+            return None
+        stopped_s = start_s + decoded_s
+        return _Stop(
+            stopped_s,
+            "truncated",
+            f"{what} decoding stopped at {stopped_s:.2f} s of the {start_s + expected_s:.2f} s "
+            "stated: the file is truncated or corrupt; clips after it are missing",
+        )
+
+    def _failure_stop(
+        self, process: _Ffmpeg, decoded_s: dict[str, float], run_start_s: float
+    ) -> _Stop | None:
+        """Once every pipe ended: if ffmpeg failed, where the shorter stream stopped."""
+        code = process.exit_code()
+        if code == 0:
+            return None
+        stopped_s = run_start_s + min(decoded_s.values())
+        return _Stop(
+            stopped_s,
+            "ffmpeg_failed",
+            f"decoding failed at {stopped_s:.2f} s (ffmpeg exited {code}: "
+            f"{process.error_tail()}); clips after it are missing",
+        )
 
     def _assemble(
         self,
         run: list[Span],
-        run_start_s: float,
-        audio_pipe: _Pipe | None,
-        video_pipe: _Pipe | None,
+        info: MediaInfo,
+        process: _Ffmpeg,
         size: tuple[int, int] | None,
+        stops: dict[str, _Stop],
     ) -> Iterator[SpanData]:
+        """Yield each span once both streams cover it (or ended); spans past a stream's early
+        stop are left out and the stop is recorded in `stops`."""
+        run_start_s = run[0].start_s
+        has_audio = "audio" in process.eof
+        has_video = "video" in process.eof and size is not None
         block_samples = max(1, round(self.config.block_s * self.sample_rate_hz))
         block_frames = max(1, math.ceil(self.config.block_s * self.fps))
-        frame_bytes = size[0] * size[1] if size else 0
+        frame_shape = self._frame_shape(size) if size else (0, 0)
+        frame_bytes = math.prod(frame_shape)
         audio = _Buffer(np.zeros(0, np.float32))
-        video = _Buffer(np.zeros((0, size[1], size[0]) if size else (0, 0, 0), np.uint8))
+        video = _Buffer(np.zeros((0, *frame_shape), np.uint8))
         pending = list(run)
         while pending:
-            if audio_pipe is not None and not audio_pipe.eof:
-                raw = audio_pipe.read(block_samples * 4)
+            if has_audio and not process.eof["audio"]:
+                raw = process.read("audio", block_samples * 4)
                 audio.append(np.frombuffer(raw[: len(raw) // 4 * 4], dtype="<f4"))
-            if video_pipe is not None and size is not None and not video_pipe.eof:
-                raw = video_pipe.read(block_frames * frame_bytes)
+                if process.eof["audio"]:
+                    stop = self._stream_stop("audio", audio.end / self.sample_rate_hz, run, info)
+                    if stop is not None:
+                        stops["audio"] = stop
+            if has_video and not process.eof["video"]:
+                raw = process.read("video", block_frames * frame_bytes)
                 count = len(raw) // frame_bytes
                 frames = np.frombuffer(raw[: count * frame_bytes], np.uint8)
-                video.append(frames.reshape(count, size[1], size[0]))  # (T, H, W)
-            audio_done = audio_pipe is None or audio_pipe.eof
-            video_done = video_pipe is None or video_pipe.eof
+                video.append(frames.reshape(count, *frame_shape))  # (T, H, W) or (T, H, W, C)
+                if process.eof["video"]:
+                    stop = self._stream_stop("video", video.end / self.fps, run, info)
+                    if stop is not None:
+                        stops["video"] = stop
+            audio_done = not has_audio or process.eof["audio"]
+            video_done = not has_video or process.eof["video"]
+            if audio_done and video_done and "ffmpeg" not in stops:
+                decoded = {"audio": audio.end / self.sample_rate_hz} if has_audio else {}
+                decoded |= {"video": video.end / self.fps} if has_video else {}
+                failure = self._failure_stop(process, decoded, run_start_s)
+                if failure is not None:
+                    stops["ffmpeg"] = failure
+            stopped_s = min((stop.at_s for stop in stops.values()), default=math.inf)
             while pending:
                 span = pending[0]
                 a_stop = self._sample_index(span.end_s - run_start_s)
@@ -333,10 +448,12 @@ class SpanDecoder:
                 a_start = self._sample_index(span.start_s - run_start_s)
                 v_start = self._frame_index(span.start_s - run_start_s)
                 pending.pop(0)
+                if span.end_s > stopped_s + _SPAN_END_SLACK_S:
+                    continue  # a stream stopped inside or before this span: not a whole clip
                 yield SpanData(
                     span=span,
-                    audio=audio.take(a_start, a_stop) if audio_pipe is not None else None,
-                    frames=video.take(v_start, v_stop) if video_pipe is not None else None,
+                    audio=audio.take(a_start, a_stop) if has_audio else None,
+                    frames=video.take(v_start, v_stop) if has_video else None,
                 )
                 if pending:
                     audio.drop_before(self._sample_index(pending[0].start_s - run_start_s))

@@ -11,7 +11,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from avemo_core.media.decode import DecodeConfig, Span, SpanDecoder, group_runs, scaled_size
+from avemo_core.config import ConfigError
+from avemo_core.media.decode import (
+    DecodeConfig,
+    PartialDecode,
+    Span,
+    SpanDecoder,
+    group_runs,
+    scaled_size,
+)
 from avemo_core.media.errors import MediaError
 from avemo_core.media.probe import probe
 from tests.pipelines import media_factory as mf
@@ -19,7 +27,7 @@ from tests.pipelines import media_factory as mf
 RATE = 16000
 
 
-def decoder(fps: float = 5.0, max_side: int = 360, **config: float) -> SpanDecoder:
+def decoder(fps: float = 5.0, max_side: int = 360, **config: float | str) -> SpanDecoder:
     return SpanDecoder(RATE, fps, max_side, DecodeConfig(**config))
 
 
@@ -84,6 +92,57 @@ def test_scaled_inside_ffmpeg_to_the_requested_size(lossless: dict[str, object])
     assert out[0].frames is not None and out[0].frames.shape == (5, 24, 32)
 
 
+def test_colour_frames_when_the_face_detector_wants_them(lossless: dict[str, object]) -> None:
+    """pixel_format bgr24: (T, H, W, 3) frames of the same sampled pictures (grey in, grey out)."""
+    path, frames = str(lossless["mkv"]), lossless["frames"]
+    assert isinstance(frames, np.ndarray)
+    grey = next(iter(decoder().decode(path, probe(path), [Span(0.0, 2.0)]))).frames
+    colour = next(iter(decoder(pixel_format="bgr24").decode(path, probe(path), [Span(0.0, 2.0)])))
+    assert colour.frames is not None and colour.frames.shape == (10, 48, 64, 3)
+    np.testing.assert_array_equal(colour.frames[..., 0], colour.frames[..., 2])
+    assert np.abs(colour.frames[..., 1].astype(int) - frames[0:20:2]).max() <= 2
+    np.testing.assert_array_equal(grey, frames[0:20:2])
+
+
+def _ffmpeg_children() -> int:
+    """Live ffmpeg processes started by this test process."""
+    count = 0
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            name, rest = stat.split("(", 1)[1].rsplit(")", 1)
+            fields = rest.split()
+            if name == "ffmpeg" and int(fields[1]) == os.getpid() and fields[0] != "Z":
+                count += 1
+    return count
+
+
+def test_one_ffmpeg_process_decodes_audio_and_video(tmp_path: Path) -> None:
+    """Both streams come from one process (one start, one demux pass), each on its own pipe."""
+    path = str(mf.mp4(tmp_path / "av.mp4", 3.0))
+    seen = []
+    for data in decoder(block_s=0.5).decode(path, probe(path), [Span(0.0, 1.0), Span(1.0, 3.0)]):
+        seen.append(_ffmpeg_children())
+        assert data.audio is not None and data.frames is not None
+        assert data.audio.shape[0] == round((data.span.end_s - data.span.start_s) * RATE)
+        assert data.frames.shape[0] == round((data.span.end_s - data.span.start_s) * 5)
+    assert seen[0] == 1
+    assert _ffmpeg_children() == 0
+
+
+@pytest.mark.parametrize(
+    ("changes", "words"),
+    [({"pixel_format": "yuv420p"}, "pixel_format"), ({"scale_flags": "lanczos9"}, "scale_flags")],
+)
+def test_decode_config_is_validated(changes: dict, words: str) -> None:
+    with pytest.raises(ConfigError, match=words):
+        DecodeConfig(**changes)
+    assert DecodeConfig(pixel_format="bgr24").channels == 3 and DecodeConfig().channels == 1
+
+
 def test_rotation_is_applied_to_decoded_frames(tmp_path: Path) -> None:
     path = str(mf.rotated_mp4(tmp_path / "rotated.mp4"))  # stored: top half white, 160x80
     frames = next(iter(decoder().decode(path, probe(path), [Span(0.0, 1.0)]))).frames
@@ -92,14 +151,39 @@ def test_rotation_is_applied_to_decoded_frames(tmp_path: Path) -> None:
     assert frames[:, :, :36].mean() > 250 and frames[:, :, 44:].mean() < 5
 
 
-def test_truncated_file_is_a_decode_error(tmp_path: Path) -> None:
-    good = mf.mp4(tmp_path / "good.mp4", 4.0)
-    cut = str(mf.truncated(tmp_path / "cut.mp4", good))
+@pytest.mark.parametrize("suffix", [".mp4", ".mkv"])
+def test_truncated_file_gives_the_spans_before_the_cut(tmp_path: Path, suffix: str) -> None:
+    """Half the bytes of a 4 s file: the whole spans before the cut come out, with their full
+    data, then PartialDecode names the time decoding stopped; no span past it is yielded."""
+    good = mf.av_file(tmp_path / f"good{suffix}", 4.0, extra=("-movflags", "+faststart"))
+    cut = str(mf.truncated(tmp_path / f"cut{suffix}", good))
     info = probe(cut)  # the index at the front still promises 4 s
-    with pytest.raises(MediaError) as caught:
-        list(decoder().decode(cut, info, [Span(0.0, 2.0), Span(2.0, 4.0)]))
-    assert (caught.value.stage, caught.value.kind) == ("decode", "truncated")
-    assert "of the 4.00 s" in caught.value.message
+    assert info.duration_s > 3.9
+    spans = [Span(0.0, 1.0), Span(1.0, 2.0), Span(2.0, 3.0), Span(3.0, 4.0)]
+    got = []
+    with pytest.raises(PartialDecode) as caught:
+        for data in decoder().decode(cut, info, spans):
+            got.append(data)
+    err = caught.value
+    assert (err.stage, err.kind) == ("decode", "truncated")
+    assert 1.0 <= err.stopped_at_s <= 2.5  # about half of the media
+    assert f"stopped at {err.stopped_at_s:.2f} s of the 4." in err.message
+    assert got and all(d.span.end_s <= err.stopped_at_s + 0.05 for d in got)
+    assert got[0].span == Span(0.0, 1.0)
+    for data in got:  # every yielded span is whole
+        assert data.audio is not None and data.audio.shape == (RATE,)
+        assert data.frames is not None and data.frames.shape[0] == 5
+
+
+def test_cut_at_the_start_yields_nothing_and_says_where(tmp_path: Path) -> None:
+    good = mf.mp4(tmp_path / "good.mp4", 4.0)
+    cut = str(mf.truncated(tmp_path / "cut.mp4", good, keep=0.15))
+    info = probe(cut)
+    decoded = []
+    with pytest.raises(PartialDecode) as caught:
+        for data in decoder().decode(cut, info, [Span(0.0, 2.0), Span(2.0, 4.0)]):
+            decoded.append(data)
+    assert decoded == [] and caught.value.stopped_at_s < 2.0
 
 
 def test_hung_input_fails_the_file_instead_of_stalling(

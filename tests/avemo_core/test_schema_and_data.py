@@ -38,6 +38,7 @@ DESIGN_CLIP_COLUMNS = {
     "audio_frames": pa.int32(),
     "visual_frames": pa.int32(),
     "face_ratio": pa.float32(),
+    "audio_active_ratio": pa.float32(),
     "schema_version": pa.int32(),
     **{emotion: pa.float32() for emotion in EMOTIONS},
 }
@@ -70,6 +71,7 @@ def clip_row(
         "visual_height": 64,
         "visual_width": 64,
         "face_ratio": 0.5,
+        "audio_active_ratio": 0.8,
         **dict(zip(EMOTIONS, intensities, strict=True)),
         "schema_version": CLIP_SCHEMA_VERSION,
     }

@@ -34,6 +34,9 @@ BAD = {
     "bad/noise.mkv": ("probe", "invalid_media"),
     "bad/truncated.mp4": ("decode", "truncated"),
 }
+# bad files that still give the clips before the point where decoding stopped: file -> clips
+# (4 s cut at half its bytes: the window 0-1 s is whole, 1-2 s is not as the audio stops at 1.92 s)
+PARTIAL = {"bad/truncated.mp4": 1}
 
 
 def make_corpus(folder: Path) -> Path:
@@ -89,13 +92,17 @@ def test_every_good_file_extracted_and_every_bad_one_recorded(
 ) -> None:
     out, summary = first_run["out"], first_run["success"]["summary"]
     assert summary["files"] == len(GOOD) + len(BAD)
-    assert (summary["files_extracted"], summary["files_failed"]) == (len(GOOD), len(BAD))
-    assert summary["clips"] == sum(GOOD.values())
+    assert (summary["files_extracted"], summary["files_failed"]) == (
+        len(GOOD) + len(PARTIAL),
+        len(BAD),
+    )
+    assert summary["files_partial"] == len(PARTIAL)
+    assert summary["clips"] == sum(GOOD.values()) + sum(PARTIAL.values())
     rows = read_rows(out)
     per_file: dict[str, int] = {}
     for row in rows:
         per_file[row["source_uri"]] = per_file.get(row["source_uri"], 0) + 1
-    assert per_file == {str(corpus / name): count for name, count in GOOD.items()}
+    assert per_file == {str(corpus / name): count for name, count in {**GOOD, **PARTIAL}.items()}
     assert len({r["clip_id"] for r in rows}) == len(rows)
     assert not (corpus / "pwned").exists() and not Path("pwned").exists()
     by_uri = {r["source_uri"]: r for r in rows}
@@ -113,6 +120,14 @@ def test_every_good_file_extracted_and_every_bad_one_recorded(
         record = errors[str(corpus / name)]
         assert (record["stage"], record["kind"]) == (stage, kind) and record["message"]
         assert record["media_id"] == media_id_for(str(corpus / name))
+        if name in PARTIAL:  # the record names where decoding stopped, the marker too
+            assert 1.5 <= record["stopped_at_s"] <= 2.5
+            assert f"stopped at {record['stopped_at_s']:.2f} s" in record["message"]
+            marker = json.loads((out / "_done" / f"{record['media_id']}.json").read_text())
+            assert marker["stopped_at_s"] == record["stopped_at_s"]
+            assert marker["clips"] == PARTIAL[name]
+        else:
+            assert "stopped_at_s" not in record
 
 
 def test_shards_follow_the_contract(first_run: dict, corpus: Path) -> None:
@@ -142,9 +157,15 @@ def test_rerun_adds_nothing_and_retries_only_failures(first_run: dict, corpus: P
     before = {p.name: p.stat().st_mtime_ns for p in shard_files(out)}
     rows_before = sorted(r["clip_id"] for r in read_rows(out))
     summary = run_extract(config(corpus, out))["summary"]
-    assert (summary["files_extracted"], summary["files_skipped"]) == (0, len(GOOD))
+    # failed and partial files are retried (the partial one may have been completed since)
+    assert (summary["files_extracted"], summary["files_skipped"]) == (len(PARTIAL), len(GOOD))
     assert summary["files_failed"] == len(BAD)  # retried, and still bad
-    assert {p.name: p.stat().st_mtime_ns for p in shard_files(out)} == before
+    redone = tuple(media_id_for(str(corpus / name)) for name in PARTIAL)
+    after = {p.name: p.stat().st_mtime_ns for p in shard_files(out)}
+    assert after.keys() == before.keys()
+    assert {n: t for n, t in after.items() if not n.startswith(redone)} == {
+        n: t for n, t in before.items() if not n.startswith(redone)
+    }
     assert sorted(r["clip_id"] for r in read_rows(out)) == rows_before
 
 
@@ -157,7 +178,10 @@ def test_rerun_after_a_fix_extracts_just_that_file(
     run_extract(config(own, out))
     mf.mp4(own / "bad/notes.mp4", 1.0)  # the text file is replaced by a real video
     summary = run_extract(config(own, out))["summary"]
-    assert (summary["files_extracted"], summary["files_failed"]) == (1, len(BAD) - 1)
+    assert (summary["files_extracted"], summary["files_failed"]) == (
+        1 + len(PARTIAL),
+        len(BAD) - 1,
+    )
     assert not (out / "_errors" / f"{media_id_for(str(own / 'bad/notes.mp4'))}.json").exists()
     assert sum(1 for r in read_rows(out) if r["source_uri"] == str(own / "bad/notes.mp4")) == 1
 
