@@ -63,7 +63,9 @@ def read_rows(out: Path) -> list[dict]:
 
 
 def config(corpus: Path, out: Path, **changes: object) -> ExtractConfig:
-    base = ExtractConfig(input_uri=str(corpus), output_uri=str(out), window_s=1.0, rows_per_shard=2)
+    base = ExtractConfig(
+        input_uri=str(corpus), output_uri=str(out), window_s=1.0, rows_per_shard=2, files_per_task=4
+    )
     return base.replace(**changes)
 
 
@@ -118,12 +120,21 @@ def test_every_good_file_extracted_and_every_bad_one_recorded(
 def test_shards_follow_the_contract(first_run: dict, corpus: Path) -> None:
     out = first_run["out"]
     files = shard_files(out)
-    talk_id = media_id_for(str(corpus / "talk.mp4"))
-    # rows_per_shard=2: the 3 clips of talk.mp4 sit in two files named after its media id
-    assert [p.name for p in files if p.name.startswith(talk_id)] == [
-        f"{talk_id}-00000.parquet",
-        f"{talk_id}-00001.parquet",
-    ]
+    markers = [json.loads(p.read_text()) for p in (out / "_tasks").glob("*.json")]
+    # 12 listed files, 4 per task; each task's rows (2 per file at most) span its media
+    assert len(markers) == 3 == first_run["success"]["summary"]["tasks"]
+    assert sorted(name for m in markers for name in m["parts"]) == [p.name for p in files]
+    assert sum(len(m["media"]) for m in markers) == len(GOOD) + len(BAD)
+    for marker in markers:
+        clips = sum(m["clips"] for m in marker["media"] if m["status"] == "done")
+        assert len(marker["parts"]) == -(-clips // 2)  # rolled at rows_per_shard=2
+        assert all(n.startswith(f"part-{marker['task_id']}-00-") for n in marker["parts"])
+        sources = {
+            r["source_uri"] for n in marker["parts"] for r in pq.read_table(out / n).to_pylist()
+        }
+        done = {m["uri"] for m in marker["media"] if m["status"] == "done"}
+        assert sources == done
+    assert len(files) < len(GOOD)  # fewer Parquet files than media files
     expected = clip_schema()
     for path in files:
         schema = pq.read_schema(path)
