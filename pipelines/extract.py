@@ -1,11 +1,13 @@
 """The extraction job: list media, group them into tasks, skip the tasks a previous run finished,
 run one Ray Data row per remaining task, and write `_SUCCESS.json` with counts, config and timing.
 
-A task is `files_per_task` consecutive files of the sorted listing, so the same listing gives the
-same tasks. Ray Data carries only the task records (URIs and segments), never frames: each task
-decodes its files with ffmpeg and writes its own bounded Parquet files and one marker
-(`pipelines/extract_media.py`). The driver reads the markers concurrently and sums per-task totals
-as they stream back, so it never holds a record per file beyond the failures.
+A task is a run of about `files_per_task` consecutive files of the sorted listing, cut where a
+file's URI hash says (`group_tasks`): the same listing gives the same tasks, and a file added or
+removed changes only the task around it. Ray Data carries only the task records (URIs and
+segments), never frames: each task decodes its files with ffmpeg and writes its own bounded
+Parquet files and one marker (`pipelines/extract_media.py`). The driver reads the markers
+concurrently and sums per-task totals as they stream back, so it never holds a record per file
+beyond the failures.
 """
 
 from __future__ import annotations
@@ -56,7 +58,7 @@ class ExtractConfig(FrozenConfig):
     min_face_px: int = 40  # smallest face side searched, px in the decoded frame
     detect_scale_step: float = 1.2  # scale factor between face-detector pyramid levels
     window_s: float = 10.0  # fixed-window length without a manifest
-    files_per_task: int = 16  # media files per task (one marker, the unit a rerun redoes)
+    files_per_task: int = 16  # media files per task, about (one marker: the unit a rerun redoes)
     rows_per_shard: int = 4096  # clip rows per Parquet file at most (files span a task's media)
     max_shard_mb: int = 256  # Parquet file size at which a task rolls over to its next file
     decode_threads: int = 1  # ffmpeg threads per process (each task holds one CPU)

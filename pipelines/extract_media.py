@@ -106,11 +106,23 @@ class ExtractTask:
 
 
 def group_tasks(files: Sequence[MediaTask], files_per_task: int) -> list[ExtractTask]:
-    """Consecutive runs of `files_per_task` files, in the (sorted) listing order."""
-    return [
-        ExtractTask(tuple(files[i : i + files_per_task]))
-        for i in range(0, len(files), files_per_task)
-    ]
+    """Runs of consecutive files of the sorted listing, about `files_per_task` long (at most 2x).
+
+    A task ends after a file whose URI hash is 0 modulo `files_per_task` (or at the cap), so where
+    a task ends depends on its own files only: a file added to or gone from the corpus changes
+    the one task around it, not every task after it as fixed-size runs would.
+    """
+    tasks: list[ExtractTask] = []
+    current: list[MediaTask] = []
+    for media in files:
+        current.append(media)
+        boundary = int(hashlib.sha256(media.uri.encode()).hexdigest()[:12], 16) % files_per_task
+        if boundary == 0 or len(current) >= 2 * files_per_task:
+            tasks.append(ExtractTask(tuple(current)))
+            current = []
+    if current:
+        tasks.append(ExtractTask(tuple(current)))
+    return tasks
 
 
 def build_extractor(extractor_config: Mapping[str, Any]) -> ClipExtractor:

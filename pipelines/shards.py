@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import tempfile
 import uuid
 from collections.abc import Iterator, Mapping
@@ -39,6 +40,7 @@ SUCCESS_FILE = "_SUCCESS.json"
 LEGACY_DONE_DIR = "_done"  # per-media done markers of the layout before tasks
 PART_PREFIX = "part-"
 _TMP_MARK = ".tmp-"
+_TASK_PART = re.compile(r"part-(?P<task>[0-9a-f]{20})-\d{2,}-\d{5,}\.parquet")
 ROWS_PER_GROUP = 8  # rows per Parquet row group: what a writer holds in memory at most
 READ_THREADS = 16  # concurrent small-file reads (markers): S3 latency, not bandwidth, bounds them
 # Columns worth dictionary-encoding; the feature blobs never repeat.
@@ -177,10 +179,10 @@ def task_prefix(task_id: str, attempt: int) -> str:
 
 
 def task_of_part(name: str) -> str | None:
-    """The task id in a part file's name, None for any other file (the per-media layout)."""
-    if not (name.startswith(PART_PREFIX) and name.endswith(".parquet")):
-        return None
-    return name[len(PART_PREFIX) :].split("-", 1)[0]
+    """The task id in a task's Parquet file name, None for any other file (the per-media layout,
+    or files some other writer put there)."""
+    match = _TASK_PART.fullmatch(name)
+    return match["task"] if match else None
 
 
 class ShardWriter:
