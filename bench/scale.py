@@ -127,7 +127,8 @@ def _child(*args: str) -> dict[str, Any]:
     done = subprocess.run(
         [sys.executable, __file__, *args], capture_output=True, text=True, check=True
     )
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    return json.loads(lines[-1])  # Ray may print after the result
 
 
 def measure(files: int) -> dict[str, Any]:
