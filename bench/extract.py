@@ -13,7 +13,7 @@ local cluster of that many CPUs, timed after a warm-up that starts its workers; 
 the files one after another with its default threading; the two sides alternate `--repeat` times
 and the fastest run of each counts (the machine may be shared). Memory: peak resident memory of
 the whole process tree (the high-water marks of Python and its live ffmpeg children, sampled every
-20 ms) while one Ray task's work (`pipelines.extract_media.extract_media`) extracts one file in a
+20 ms) while one Ray task's work (`pipelines.extract_media.extract_task`) extracts one file in a
 fresh process.
 """
 
@@ -242,7 +242,13 @@ def measure_memory(path: str, work: str) -> None:
 
     from avemo_core.schema import clip_schema
     from pipelines.extract import ExtractConfig
-    from pipelines.extract_media import MediaTask, build_extractor, extract_media
+    from pipelines.extract_media import (
+        ExtractTask,
+        MediaTask,
+        ShardLimits,
+        build_extractor,
+        extract_task,
+    )
     from pipelines.shards import ShardStore
 
     pa.Table.from_pylist([{"uri": path}])  # the batch a Ray Data task receives
@@ -250,10 +256,13 @@ def measure_memory(path: str, work: str) -> None:
     extractor = build_extractor(config.extractor_config())
     store = ShardStore(work)
     store.prepare()
-    result = extract_media(
-        MediaTask(path, None), extractor, store, clip_schema(extractor.config_dict()),
-        rows_per_shard=config.rows_per_shard, storage_options={},
+    task = ExtractTask((MediaTask(path, None),))
+    marker = extract_task(
+        task, task.fingerprint(extractor.config_dict()), extractor, store,
+        clip_schema(extractor.config_dict()),
+        ShardLimits(config.rows_per_shard, config.max_shard_mb << 20), storage_options={},
     )  # fmt: skip
+    result = marker["media"][0]
     assert result["status"] == "done", result
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     print(json.dumps({"clips": result["clips"], "python_peak_bytes": rss}))

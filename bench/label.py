@@ -43,7 +43,7 @@ from avemo_core.schema import FEATURE_COLUMNS, KEY_COLUMNS
 from avemo_core.synth import SynthConfig, write_media
 from pipelines.extract import ExtractConfig, run_extract
 from pipelines.label import LabelConfig, run_label
-from pipelines.labeller import Labeller, read_checkpoint_files
+from pipelines.labeller import Labeller
 
 GOAL_RATIO = 1.3
 
@@ -84,7 +84,7 @@ def stage_vs_bare(
     )
     chunks = [table.slice(start, batch_size) for start in range(0, table.num_rows, batch_size)]
     info = {"model_name": "bench", "model_version": "1", "model_run_id": ""}
-    labeller = Labeller(read_checkpoint_files(checkpoint), info, device="cpu")
+    labeller = Labeller(str(checkpoint), info, device="cpu")
     model = labeller.checkpoint.model
     tensors = [batch_from_columns(_numpy(chunk)) for chunk in chunks]
     previous = torch.get_num_threads()

@@ -1,15 +1,18 @@
 """Extract clip features from media files into Parquet clip shards (Ray Data + ffmpeg).
 
     avemo extract INPUT OUT [--manifest CSV] [--fps F] [--window-s W] [--ray-address A]
-                  [--rows-per-shard N] [--num-cpus N] [--decode-threads N]
-                  [--silence-dbfs DB] [--min-active-ratio R]
+                  [--files-per-task N] [--rows-per-shard N] [--max-shard-mb MB]
+                  [--num-cpus N] [--decode-threads N] [--silence-dbfs DB] [--min-active-ratio R]
 
 INPUT is a folder, a glob, one file or an s3:// prefix; OUT a folder or s3:// prefix. With
 --manifest, the clips are the manifest's segments (CSV: uri,start_s,end_s,split,<emotions>; relative
 URIs resolve against the manifest's folder) of the media found under INPUT; without one, every file
 is cut into fixed windows. A clip's audio counts only when at least --min-active-ratio of it is
-louder than --silence-dbfs (a track of digital silence is no audio). Rerunning the same command
-redoes only files that are missing, failed, or extracted with other settings.
+louder than --silence-dbfs (a track of digital silence is no audio). Files are extracted in tasks
+of --files-per-task consecutive files of the sorted listing; each task writes Parquet files of at
+most --rows-per-shard rows and about --max-shard-mb MB, and one marker in OUT/_tasks/. Rerunning
+the same command redoes only tasks that are missing, unfinished or extracted with other settings,
+and retries only the files that failed.
 Files that cannot be extracted get a record in OUT/_errors/ and do not stop the job. On a
 multi-node cluster INPUT and OUT must be reachable from every node (s3:// or a shared filesystem).
 
@@ -41,7 +44,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--ray-address", metavar="A", help="Ray cluster to join (default: start one)"
     )
-    parser.add_argument("--rows-per-shard", type=int, default=64, help="clip rows per Parquet file")
+    parser.add_argument(
+        "--files-per-task", type=int, default=16, help="media files per task (one marker each)"
+    )
+    parser.add_argument(
+        "--rows-per-shard", type=int, default=4096, help="clip rows per Parquet file at most"
+    )
+    parser.add_argument(
+        "--max-shard-mb", type=int, default=256, help="Parquet file size (MB) that rolls a file"
+    )
     parser.add_argument("--num-cpus", type=int, help="CPUs of the local Ray cluster (default: all)")
     parser.add_argument("--decode-threads", type=int, default=1, help="ffmpeg threads per file")
     parser.add_argument(
@@ -63,7 +74,9 @@ def run(args: argparse.Namespace) -> int:
             manifest_uri=args.manifest,
             fps=args.fps,
             window_s=args.window_s,
+            files_per_task=args.files_per_task,
             rows_per_shard=args.rows_per_shard,
+            max_shard_mb=args.max_shard_mb,
             decode_threads=args.decode_threads,
             silence_dbfs=args.silence_dbfs,
             min_active_ratio=args.min_active_ratio,

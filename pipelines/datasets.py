@@ -2,7 +2,9 @@
 
 Only the columns a batch needs are read (a single-modal baseline skips the other modality's
 features), the split filter is pushed down to the Parquet reader, and a fingerprint of which clips
-sit in which split identifies the data a model was trained on.
+sit in which split identifies the data a model was trained on. The splits are held in Ray's object
+store only when they fit a share of it (`plan_cache`, from the Parquet footers' column sizes);
+otherwise they stream from Parquet, the train split in a new file order every epoch.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import fsspec
@@ -49,6 +52,48 @@ class ShardInfo:
     counts: dict[str, int]  # rows per split
     fingerprint: str  # sha256 over sorted (split, clip_id) pairs and the extractor config
     feature_config: dict[str, Any]  # extractor config from the shard metadata
+    rows: int  # all rows, in a split or not
+    column_bytes: dict[str, int]  # uncompressed bytes per column over all files (Parquet footers)
+    stored_bytes: int  # the files' column data as stored (compressed)
+
+
+@dataclasses.dataclass(frozen=True)
+class CachePlan:
+    """Whether the train and valid splits go to the object store, and the numbers behind it."""
+
+    cache: bool
+    needed_bytes: int  # the two splits' columns in memory, estimated from the Parquet footers
+    budget_bytes: int  # the share of the cluster's object store they may fill
+    reason: str
+
+    def line(self) -> str:
+        """The decision as the job prints it."""
+        how = "cached in the object store" if self.cache else "streamed from Parquet"
+        return (
+            f"train: data {how} ({self.reason}: train+valid need {_gib(self.needed_bytes)}, "
+            f"object store budget {_gib(self.budget_bytes)})"
+        )
+
+
+def _gib(size: int) -> str:
+    return f"{size / (1 << 30):.3f} GiB"
+
+
+def plan_cache(
+    info: ShardInfo, mode: str, object_store_bytes: float, budget_share: float, allowed: bool
+) -> CachePlan:
+    """Cache only when allowed and the splits fit `budget_share` of the object store: the rest
+    of the store serves Ray Data's and Ray Train's own blocks while the cache is held."""
+    needed = 0.0
+    for split, columns in (("train", batch_columns(mode)), ("valid", batch_columns())):
+        share = info.counts.get(split, 0) / info.rows if info.rows else 0.0
+        needed += share * sum(info.column_bytes.get(c, 0) for c in columns)
+    budget = int(object_store_bytes * budget_share)
+    if not allowed:
+        return CachePlan(False, int(needed), budget, "caching turned off")
+    if needed > budget:
+        return CachePlan(False, int(needed), budget, "too large for the budget")
+    return CachePlan(True, int(needed), budget, "fits the budget")
 
 
 def batch_columns(mode: str = "colearn") -> list[str]:
@@ -101,26 +146,81 @@ def inspect_shards(root: str) -> ShardInfo:
     for split, clip_id in pairs:
         digest.update(f"{split}\t{clip_id}\n".encode())
     counts = {split: sum(1 for s, _ in pairs if s == split) for split in SPLITS}
-    return ShardInfo(root, tuple(files), counts, digest.hexdigest(), feature_config)
+    column_bytes, stored_bytes = _sizes(files, pa_fs, root)
+    return ShardInfo(
+        root,
+        tuple(files),
+        counts,
+        digest.hexdigest(),
+        feature_config,
+        table.num_rows,
+        column_bytes,
+        stored_bytes,
+    )
 
 
-def split_dataset(info: ShardInfo, split: str, columns: list[str]) -> Any:
-    """One split's rows as a Ray Data dataset, reading only `columns` (filter pushed down)."""
+def _sizes(files: list[str], pa_fs: PyFileSystem, root: str) -> tuple[dict[str, int], int]:
+    """Uncompressed bytes per column and bytes on disk, from the footers read concurrently."""
+
+    def footer(path: str) -> tuple[dict[str, int], int]:
+        metadata = pq.read_metadata(path, filesystem=pa_fs)
+        sizes: dict[str, int] = {}
+        on_disk = 0
+        for g in range(metadata.num_row_groups):
+            group = metadata.row_group(g)
+            for c in range(group.num_columns):
+                chunk = group.column(c)
+                sizes[chunk.path_in_schema] = (
+                    sizes.get(chunk.path_in_schema, 0) + chunk.total_uncompressed_size
+                )
+                on_disk += chunk.total_compressed_size
+        return sizes, on_disk
+
+    try:
+        with ThreadPoolExecutor(16) as pool:
+            footers = list(pool.map(footer, files))
+    except (OSError, ValueError) as err:
+        raise DataError(f"{root} does not hold readable clip shards: {err}") from None
+    total: dict[str, int] = {}
+    for sizes, _ in footers:
+        for name, size in sizes.items():
+            total[name] = total.get(name, 0) + size
+    return total, sum(on_disk for _, on_disk in footers)
+
+
+def split_dataset(
+    info: ShardInfo, split: str, columns: list[str], shuffle_seed: int | None = None
+) -> Any:
+    """One split's rows as a Ray Data dataset, reading only `columns` (filter pushed down).
+
+    With `shuffle_seed`, every pass (epoch) reads the files in a new order drawn from the seed.
+    """
     import ray.data
+    from ray.data import FileShuffleConfig
     from ray.data.expressions import col
 
     fs, _ = _filesystem(info.root)
-    dataset = ray.data.read_parquet(list(info.files), filesystem=PyFileSystem(FSSpecHandler(fs)))
+    shuffle = (
+        None
+        if shuffle_seed is None
+        else FileShuffleConfig(seed=shuffle_seed, reseed_after_execution=True)
+    )
+    dataset = ray.data.read_parquet(
+        list(info.files), filesystem=PyFileSystem(FSSpecHandler(fs)), shuffle=shuffle
+    )
     return dataset.filter(expr=col("split") == split).select_columns(columns)
 
 
-def training_datasets(info: ShardInfo, mode: str) -> dict[str, Any]:
-    """`train` (mode's columns) and `valid` (both modalities: every condition is validated)."""
+def training_datasets(
+    info: ShardInfo, mode: str, shuffle_seed: int | None = None
+) -> dict[str, Any]:
+    """`train` (mode's columns, files shuffled per pass with `shuffle_seed`) and `valid` (both
+    modalities: every condition is validated)."""
     for split in ("train", "valid"):
         if info.counts[split] == 0:
             raise DataError(f"{info.root} has no rows in the {split!r} split")
     return {
-        "train": split_dataset(info, "train", batch_columns(mode)),
+        "train": split_dataset(info, "train", batch_columns(mode), shuffle_seed),
         "valid": split_dataset(info, "valid", batch_columns()),
     }
 

@@ -1,8 +1,13 @@
-"""The extraction job: list media, skip what a previous run finished, run one Ray Data task per
-file, and write `_SUCCESS.json` with counts, config and timing once every file has a result.
+"""The extraction job: list media, group them into tasks, skip the tasks a previous run finished,
+run one Ray Data row per remaining task, and write `_SUCCESS.json` with counts, config and timing.
 
-Ray Data carries only the list of files (URIs and segments), never frames: each task decodes its
-file with ffmpeg and writes its own shards (`pipelines/extract_media.py`).
+A task is a run of about `files_per_task` consecutive files of the sorted listing, cut where a
+file's URI hash says (`group_tasks`): the same listing gives the same tasks, and a file added or
+removed changes only the task around it. Ray Data carries only the task records (URIs and
+segments), never frames: each task decodes its files with ffmpeg and writes its own bounded
+Parquet files and one marker (`pipelines/extract_media.py`). The driver reads the markers
+concurrently and sums per-task totals as they stream back, so it never holds a record per file
+beyond the failures.
 """
 
 from __future__ import annotations
@@ -11,7 +16,7 @@ import dataclasses
 import datetime
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from avemo_core import __version__
@@ -22,11 +27,20 @@ from avemo_core.features.visual import VisualFeatureConfig
 from avemo_core.media.clips import ClipConfig, Segment
 from avemo_core.media.decode import DecodeConfig
 from avemo_core.schema import CLIP_SCHEMA_VERSION, media_id_for
-from pipelines.extract_media import MediaTask, run_media_task
+from pipelines.extract_media import (
+    ExtractTask,
+    MediaTask,
+    group_tasks,
+    run_extract_task,
+    task_totals,
+)
 from pipelines.ray_session import ensure_ray
-from pipelines.shards import ShardStore
+from pipelines.shards import ERRORS_DIR, ShardStore, marker_name, task_of_part
 from pipelines.sources import list_media, read_manifest
 from pipelines.storage import storage_options_from_env
+
+MB = 1 << 20
+MAX_ERRORS_LOGGED = 20  # failures printed at the end; all of them are in _errors/ and the summary
 
 
 class ExtractError(RuntimeError):
@@ -47,7 +61,9 @@ class ExtractConfig(FrozenConfig):
     silence_dbfs: float = -60.0  # audio frames quieter than this are silence (ActivityConfig)
     min_active_ratio: float = 0.02  # a clip whose audio is active less than this has no audio
     window_s: float = 10.0  # fixed-window length without a manifest
-    rows_per_shard: int = 64  # clip rows per Parquet file at most
+    files_per_task: int = 16  # media files per task, about (one marker: the unit a rerun redoes)
+    rows_per_shard: int = 4096  # clip rows per Parquet file at most (files span a task's media)
+    max_shard_mb: int = 256  # Parquet file size at which a task rolls over to its next file
     decode_threads: int = 1  # ffmpeg threads per process (each task holds one CPU)
     ray_address: str | None = None  # existing cluster to join; None starts a local one
     num_cpus: int | None = None  # CPUs of the local cluster started here (None: all)
@@ -61,7 +77,9 @@ class ExtractConfig(FrozenConfig):
         require(self.detect_scale_step > 1.0, "detect_scale_step must be > 1")
         require(self.silence_dbfs < 0, "silence_dbfs must be < 0 (dB below full scale)")
         require(0.0 <= self.min_active_ratio <= 1.0, "min_active_ratio must be in [0, 1]")
+        require(self.files_per_task >= 1, "files_per_task must be >= 1")
         require(self.rows_per_shard >= 1, "rows_per_shard must be >= 1")
+        require(self.max_shard_mb >= 1, "max_shard_mb must be >= 1")
         require(self.decode_threads >= 0, "decode_threads must be >= 0")
         require(self.num_cpus is None or self.num_cpus >= 1, "num_cpus must be >= 1")
         require(
@@ -92,7 +110,7 @@ class ExtractConfig(FrozenConfig):
 class ExtractPlan:
     """What one run will look at: the listing of INPUT matched with the manifest."""
 
-    tasks: list[MediaTask]  # one per media file to have extracted (done or not)
+    files: list[MediaTask]  # every media file to have extracted (done or not), in listing order
     missing: list[str]  # manifest URIs with no file under INPUT (each becomes an error record)
     not_in_manifest: int  # media under INPUT that the manifest leaves out (not extracted)
 
@@ -108,22 +126,66 @@ def plan_extract(config: ExtractConfig, storage_options: dict[str, Any]) -> Extr
     for segment in read_manifest(config.manifest_uri, storage_options):
         by_uri.setdefault(segment.uri, []).append(segment)
     listed = {m.uri for m in media}
-    tasks = [
+    files = [
         MediaTask(uri, tuple(segments)) for uri, segments in sorted(by_uri.items()) if uri in listed
     ]
     missing = sorted(uri for uri in by_uri if uri not in listed)
-    if not tasks and not missing:
+    if not files and not missing:
         raise ExtractError(f"the manifest {config.manifest_uri} lists no segments")
-    return ExtractPlan(tasks, missing, len(listed - set(by_uri)))
+    return ExtractPlan(files, missing, len(listed - set(by_uri)))
 
 
-def _run_tasks(tasks: list[MediaTask], setup_json: str) -> list[dict[str, Any]]:
-    """One Ray Data task per file (records only; each task writes its own shards)."""
+@dataclasses.dataclass
+class TaskState:
+    """What OUT holds already, per task: the run's work follows from it."""
+
+    pending: list[dict[str, str]]  # task records to run (new, changed, unfinished or with failures)
+    finished: list[dict[str, Any]]  # totals of tasks complete with no failed file (not run)
+    stale: list[str]  # files of tasks no longer in the plan (removed: they would duplicate rows)
+
+
+def task_state(
+    tasks: list[ExtractTask], extractor_config: dict[str, Any], store: ShardStore
+) -> TaskState:
+    """Match the planned tasks with the markers and Parquet files already in OUT (read once)."""
+    fingerprints = {t.task_id: t.fingerprint(extractor_config) for t in tasks}
+    valid: dict[str, dict[str, Any]] = {}  # task id -> totals of a marker this plan can keep
+    listed: dict[str, set[str]] = {}  # task id -> Parquet files its marker lists
+    stale: list[str] = []
+    for marker in store.task_markers():
+        task_id = marker["task_id"]
+        if task_id not in fingerprints:
+            stale.append(marker_name(task_id))
+        elif marker["fingerprint"] == fingerprints[task_id]:
+            valid[task_id] = task_totals(marker, ran=False)
+            listed[task_id] = set(marker["parts"])
+    leftovers: dict[str, list[str]] = {}
+    for name in store.list_names():
+        task_id = task_of_part(name)
+        if task_id is None:
+            continue
+        if task_id not in fingerprints:
+            stale.append(name)
+        elif name not in listed.get(task_id, ()):
+            leftovers.setdefault(task_id, []).append(name)
+    pending, finished = [], []
+    for task in tasks:
+        totals = valid.get(task.task_id)
+        if totals is not None and totals["files_failed"] == 0:
+            finished.append(totals)
+        else:
+            leftover = leftovers.get(task.task_id, [])
+            pending.append(task.to_record(fingerprints[task.task_id], leftover))
+    return TaskState(pending, finished, stale)
+
+
+def _run_tasks(records: list[dict[str, str]], setup_json: str) -> Iterator[dict[str, Any]]:
+    """One Ray Data row per task, streamed back as each finishes (only its totals travel)."""
     import ray
 
-    dataset = ray.data.from_items([t.to_record() for t in tasks], override_num_blocks=len(tasks))
-    dataset = dataset.map(run_media_task, fn_kwargs={"setup_json": setup_json}, num_cpus=1)
-    return list(dataset.iter_rows())
+    dataset = ray.data.from_items(records, override_num_blocks=len(records))
+    dataset = dataset.map(run_extract_task, fn_kwargs={"setup_json": setup_json}, num_cpus=1)
+    yield from dataset.iter_rows()
 
 
 def run_extract(config: ExtractConfig, log: Callable[[str], None] = print) -> dict[str, Any]:
@@ -138,39 +200,50 @@ def execute_plan(
     storage_options: dict[str, Any],
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
-    """Extract the planned files that no earlier run finished, then write `_SUCCESS.json` last."""
+    """Extract the planned tasks that no earlier run finished, then write `_SUCCESS.json` last."""
     started_at = datetime.datetime.now(datetime.UTC)
     started = time.monotonic()
     extractor_config = config.extractor_config()
     store = ShardStore(config.output_uri, storage_options)
     try:
         store.prepare()
-        done = store.done_markers()
+        legacy = store.has_legacy_markers()
     except Exception as err:  # s3fs and botocore raise more than OSError for bad buckets/keys
         raise ExtractError(f"cannot write to {config.output_uri}: {err}") from None
-    finished = {
-        t.media_id
-        for t in plan.tasks
-        if done.get(t.media_id, {}).get("fingerprint") == t.fingerprint(extractor_config)
-        and done[t.media_id].get("stopped_at_s") is None  # a partial file is tried again
-    }
-    pending = [t for t in plan.tasks if t.media_id not in finished]
-    skipped = [done[media_id] for media_id in sorted(finished)]
+    if legacy:
+        raise ExtractError(
+            f"{config.output_uri} holds clip shards of the per-file layout (_done/): they still "
+            "read for training and labelling, but extract into a new folder to add to them"
+        )
+    tasks = group_tasks(plan.files, config.files_per_task)
+    state = task_state(tasks, extractor_config, store)
+    if state.stale:
+        log(f"extract: removing {len(state.stale)} files of tasks no longer in the listing")
+        store.remove_many(state.stale)
     for uri in plan.missing:
         store.write_error(media_id_for(uri), _missing_record(uri))
-    log(f"extract: {len(plan.tasks)} files, {len(skipped)} already extracted, {len(pending)} to do")
-    results: list[dict[str, Any]] = []
-    if pending:
+    log(
+        f"extract: {len(plan.files)} files in {len(tasks)} tasks, {len(state.finished)} tasks "
+        f"already extracted, {len(state.pending)} to do"
+    )
+    totals = Totals()
+    for finished in state.finished:
+        totals.add(finished)
+    if state.pending:
         ensure_ray(config.ray_address, config.num_cpus, ExtractError)
         setup = {
             "extractor": extractor_config,
             "output_uri": config.output_uri,
             "storage_options": storage_options,
             "rows_per_shard": config.rows_per_shard,
+            "max_shard_bytes": config.max_shard_mb * MB,
         }
-        results = _run_tasks(pending, json.dumps(setup, sort_keys=True))
+        for result in _run_tasks(state.pending, json.dumps(setup, sort_keys=True)):
+            totals.add(result)
     wall_s = time.monotonic() - started
-    summary = _summary(results, skipped, plan.missing, plan.not_in_manifest, wall_s)
+    summary = totals.summary(
+        len(tasks), len(state.pending), plan.missing, plan.not_in_manifest, wall_s
+    )
     success = {
         "summary": summary,
         "config": config.to_dict(),
@@ -182,8 +255,10 @@ def execute_plan(
         "wall_s": wall_s,
     }
     store.write_success(success)
-    for error in summary["errors"]:
+    for error in summary["errors"][:MAX_ERRORS_LOGGED]:
         log(f"  failed: {error['uri']} [{error['stage']}/{error['kind']}] {error['message']}")
+    if len(summary["errors"]) > MAX_ERRORS_LOGGED:
+        log(f"  ... and {len(summary['errors']) - MAX_ERRORS_LOGGED} more in {ERRORS_DIR}/")
     log(summary_line(summary))
     return success
 
@@ -198,37 +273,47 @@ def _missing_record(uri: str) -> dict[str, Any]:
     }
 
 
-def _summary(
-    results: list[dict[str, Any]],
-    skipped: list[dict[str, Any]],
-    missing: list[str],
-    not_in_manifest: int,
-    wall_s: float,
-) -> dict[str, Any]:
-    extracted = [r for r in results if r["status"] in ("done", "partial")]
-    errors = [
-        {k: r[k] for k in ("uri", "media_id", "stage", "kind", "message")}
-        for r in results
-        if r["status"] != "done"
-    ] + [_missing_record(uri) for uri in missing]
-    media_s = sum(r["duration_s"] for r in extracted)
-    new_clips = sum(int(r["clips"]) for r in extracted)
-    return {
-        "files": len(results) + len(skipped) + len(missing),
-        "files_extracted": len(extracted),
-        "files_skipped": len(skipped),
-        "files_failed": len(errors),
-        "files_partial": sum(r["status"] == "partial" for r in results),
-        "files_not_in_manifest": not_in_manifest,
-        "clips": new_clips + sum(int(m["clips"]) for m in skipped),
-        "clips_new": new_clips,
-        "empty_clips": sum(int(r["empty_clips"]) for r in extracted),
-        "media_hours": media_s / 3600.0,
-        "media_hours_total": (media_s + sum(float(m["duration_s"]) for m in skipped)) / 3600.0,
-        "wall_s": wall_s,
-        "media_s_per_wall_s": media_s / wall_s if wall_s > 0 else 0.0,
-        "errors": sorted(errors, key=lambda e: e["uri"]),
-    }
+class Totals:
+    """The run's counts, summed task by task as results stream in (no per-file list is kept
+    except the failures)."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, float] = {}
+        self.errors: list[dict[str, Any]] = []
+
+    def add(self, task: dict[str, Any]) -> None:
+        for key, value in task.items():
+            if key not in ("task_id", "errors"):
+                self.sums[key] = self.sums.get(key, 0) + value
+        self.errors += json.loads(task["errors"])
+
+    def summary(
+        self, tasks: int, tasks_run: int, missing: list[str], not_in_manifest: int, wall_s: float
+    ) -> dict[str, Any]:
+        s = self.sums
+        errors = self.errors + [_missing_record(uri) for uri in missing]
+        new_s = s.get("duration_s_new", 0.0)
+        return {
+            "files": int(s.get("files_new", 0) + s.get("files_before", 0))
+            + int(s.get("files_without_rows", 0))
+            + len(missing),
+            "files_extracted": int(s.get("files_new", 0)),
+            "files_skipped": int(s.get("files_before", 0)),
+            "files_failed": len(errors),
+            "files_partial": int(s.get("files_partial_new", 0)),
+            "files_not_in_manifest": not_in_manifest,
+            "tasks": tasks,
+            "tasks_run": tasks_run,
+            "parquet_files": int(s.get("parts", 0)),
+            "clips": int(s.get("clips_new", 0) + s.get("clips_before", 0)),
+            "clips_new": int(s.get("clips_new", 0)),
+            "empty_clips": int(s.get("empty_clips_new", 0)),
+            "media_hours": new_s / 3600.0,
+            "media_hours_total": (new_s + s.get("duration_s_before", 0.0)) / 3600.0,
+            "wall_s": wall_s,
+            "media_s_per_wall_s": new_s / wall_s if wall_s > 0 else 0.0,
+            "errors": sorted(errors, key=lambda e: e["uri"]),
+        }
 
 
 def summary_line(summary: dict[str, Any]) -> str:

@@ -1,9 +1,14 @@
-"""One media file to clip shards, as one Ray Data task: fetch, probe, decode, features, write.
+"""One extraction task (a group of media files) to clip shards, as one Ray Data row: for each file
+fetch, probe, decode, features; the task's rows go into bounded Parquet files and one marker.
 
-Any failure of the file becomes an `_errors/` record and a `failed` result row, never an exception
-that would stop the job. A file that stops decoding part-way keeps the clips before the stop: its
-shards and done marker are written, and so is an error record naming the time (`partial` row).
-Plain Python (no Ray import): `pipelines/extract.py` maps it over the list.
+A file's rows are spooled locally until the file has succeeded, so a file that fails half-way
+leaves no rows behind; its failure becomes an `_errors/` record and a `failed` entry in the task's
+marker, never an exception that would stop the job. A file that stops decoding part-way keeps
+the clips before the stop (a `partial` entry, plus an error record naming the time); it is not
+retried, since its rows are already in the task's files. A rerun of a task whose marker holds
+failed files retries just those into new files of the next attempt, and commits a new marker
+that lists both. Plain Python (no Ray import): `pipelines/extract.py` maps `run_extract_task`
+over the tasks.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ import os
 import re
 import tempfile
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import pyarrow as pa
@@ -30,13 +35,24 @@ from avemo_core.media.decode import DecodeConfig, PartialDecode
 from avemo_core.media.errors import MediaError
 from avemo_core.media.probe import probe
 from avemo_core.schema import clip_schema, media_id_for
-from pipelines.shards import ShardStore, ShardWriter
+from pipelines.shards import (
+    MediaSpool,
+    ShardStore,
+    ShardWriter,
+    marker_name,
+    task_prefix,
+)
 from pipelines.storage import filesystem, is_s3
+
+# The per-file counts a marker keeps (and the driver sums).
+_COUNTS = ("clips", "empty_clips", "silent_clips", "duration_s", "face_frames", "visual_frames")
+# Statuses whose rows are in the task's files: never extracted again under the same fingerprint.
+KEPT_STATUSES = ("done", "partial")
 
 
 @dataclasses.dataclass(frozen=True)
 class MediaTask:
-    """One file to extract, as it travels through Ray Data (a flat record of strings)."""
+    """One file to extract and its manifest segments."""
 
     uri: str
     segments: tuple[Segment, ...] | None  # manifest segments; None: fixed windows
@@ -45,24 +61,74 @@ class MediaTask:
     def media_id(self) -> str:
         return media_id_for(self.uri)
 
-    def fingerprint(self, extractor_config: Mapping[str, Any]) -> str:
-        """Changes whenever the rows this file yields could change: config, URI or segments."""
-        payload = {"config": extractor_config, "uri": self.uri, "segments": self._segments_json()}
-        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
-
-    def _segments_json(self) -> list[Any] | None:
+    def segments_json(self) -> list[Any] | None:
         return None if self.segments is None else [dataclasses.astuple(s) for s in self.segments]
 
-    def to_record(self) -> dict[str, str]:
-        return {"uri": self.uri, "segments": json.dumps(self._segments_json())}
-
     @classmethod
-    def from_record(cls, record: Mapping[str, Any]) -> MediaTask:
-        raw = json.loads(record["segments"])
+    def from_json(cls, uri: str, raw: list[Any] | None) -> MediaTask:
         segments = None
         if raw is not None:
             segments = tuple(Segment(u, s, e, sp, tuple(i)) for u, s, e, sp, i in raw)
-        return cls(uri=str(record["uri"]), segments=segments)
+        return cls(uri=uri, segments=segments)
+
+
+@dataclasses.dataclass(frozen=True)
+class ExtractTask:
+    """A group of media files extracted together into one set of Parquet files and one marker.
+
+    The id depends only on which files the task holds, so the same listing gives the same tasks;
+    the fingerprint also covers the segments and the whole extractor config, so changing either
+    redoes the task.
+    """
+
+    files: tuple[MediaTask, ...]
+
+    @property
+    def task_id(self) -> str:
+        listing = "\n".join(f.uri for f in self.files)
+        return hashlib.sha256(listing.encode()).hexdigest()[:20]
+
+    def fingerprint(self, extractor_config: Mapping[str, Any]) -> str:
+        """Changes whenever the rows this task yields could change: config, URIs or segments."""
+        payload = {
+            "config": extractor_config,
+            "files": [[f.uri, f.segments_json()] for f in self.files],
+        }
+        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+    def to_record(self, fingerprint: str, leftovers: Sequence[str] = ()) -> dict[str, str]:
+        """The flat record that travels through Ray Data (strings only)."""
+        files = [[f.uri, f.segments_json()] for f in self.files]
+        return {
+            "task_id": self.task_id,
+            "fingerprint": fingerprint,
+            "files": json.dumps(files),
+            "leftovers": json.dumps(list(leftovers)),  # Parquet files no marker lists: removed
+        }
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any]) -> ExtractTask:
+        return cls(tuple(MediaTask.from_json(u, s) for u, s in json.loads(record["files"])))
+
+
+def group_tasks(files: Sequence[MediaTask], files_per_task: int) -> list[ExtractTask]:
+    """Runs of consecutive files of the sorted listing, about `files_per_task` long (at most 2x).
+
+    A task ends after a file whose URI hash is 0 modulo `files_per_task` (or at the cap), so where
+    a task ends depends on its own files only: a file added to or gone from the corpus changes
+    the one task around it, not every task after it as fixed-size runs would.
+    """
+    tasks: list[ExtractTask] = []
+    current: list[MediaTask] = []
+    for media in files:
+        current.append(media)
+        boundary = int(hashlib.sha256(media.uri.encode()).hexdigest()[:12], 16) % files_per_task
+        if boundary == 0 or len(current) >= 2 * files_per_task:
+            tasks.append(ExtractTask(tuple(current)))
+            current = []
+    if current:
+        tasks.append(ExtractTask(tuple(current)))
+    return tasks
 
 
 def build_extractor(extractor_config: Mapping[str, Any]) -> ClipExtractor:
@@ -90,18 +156,58 @@ def worker_state(
     return extractor, store, clip_schema(setup["extractor"])
 
 
-def run_media_task(record: dict[str, Any], setup_json: str) -> dict[str, Any]:
-    """Ray Data row UDF: a task record in, one result row (done or failed) out."""
+@dataclasses.dataclass(frozen=True)
+class ShardLimits:
+    """When a task's Parquet file rolls over to the next one."""
+
+    rows_per_shard: int  # clip rows per file at most
+    max_shard_bytes: int  # bytes per file, about (checked after each row group)
+
+
+def run_extract_task(record: dict[str, Any], setup_json: str) -> dict[str, Any]:
+    """Ray Data row UDF: a task record in, the task's totals out (its marker holds the rest)."""
     extractor, store, schema = worker_state(setup_json)
     setup = json.loads(setup_json)
-    return extract_media(
-        MediaTask.from_record(record),
+    marker = extract_task(
+        ExtractTask.from_record(record),
+        record["fingerprint"],
         extractor,
         store,
         schema,
-        rows_per_shard=setup["rows_per_shard"],
+        ShardLimits(setup["rows_per_shard"], setup["max_shard_bytes"]),
         storage_options=setup["storage_options"],
+        leftovers=json.loads(record["leftovers"]),
     )
+    return task_totals(marker, ran=True)
+
+
+def task_totals(marker: Mapping[str, Any], ran: bool) -> dict[str, Any]:
+    """A marker's counts as one flat row: files done by this run (`ran` and done in the marker's
+    attempt) are new, the other done ones were there before; the failed ones with their records."""
+    kept = [m for m in marker["media"] if m["status"] in KEPT_STATUSES]
+    new = [m for m in kept if ran and _is_new(m, marker)]
+    before = [m for m in kept if not (ran and _is_new(m, marker))]
+    failed = [m for m in marker["media"] if m["status"] != "done"]  # partial ones too
+    errors = [{k: m[k] for k in ("uri", "media_id", "stage", "kind", "message")} for m in failed]
+    return {
+        "task_id": marker["task_id"],
+        "files_new": len(new),
+        "files_before": len(before),
+        "files_failed": len(failed),
+        "files_partial_new": sum(m["status"] == "partial" for m in new),
+        "files_without_rows": len(marker["media"]) - len(kept),
+        "clips_new": sum(int(m["clips"]) for m in new),
+        "clips_before": sum(int(m["clips"]) for m in before),
+        "empty_clips_new": sum(int(m["empty_clips"]) for m in new),
+        "duration_s_new": sum(float(m["duration_s"]) for m in new),
+        "duration_s_before": sum(float(m["duration_s"]) for m in before),
+        "parts": len(marker["parts"]),
+        "errors": json.dumps(errors),
+    }
+
+
+def _is_new(media: Mapping[str, Any], marker: Mapping[str, Any]) -> bool:
+    return media.get("attempt", 0) == marker["attempt"]
 
 
 @contextlib.contextmanager
@@ -162,89 +268,156 @@ def _error_record(task: MediaTask, err: MediaError) -> dict[str, Any]:
     return record
 
 
+class TaskWriteError(RuntimeError):
+    """Writing the task's shared Parquet files failed: no file of this attempt can be kept."""
+
+
 def extract_media(
     task: MediaTask,
     extractor: ClipExtractor,
+    writer: ShardWriter,
     store: ShardStore,
-    schema: pa.Schema,
-    rows_per_shard: int,
     storage_options: Mapping[str, Any],
+    attempt: int = 0,
 ) -> dict[str, Any]:
-    """Extract one file into its shards and done marker; returns its result row (never raises).
+    """Extract one file into the task's writer; returns its record for the task's marker.
 
-    Status `done`, `partial` (clips up to where decoding stopped, plus an error record) or `failed`.
+    Never raises for a bad file; raises TaskWriteError when the task's own files cannot be written.
     """
     started = time.monotonic()
     media_id = task.media_id
     stats = MediaStats()
     duration_s = 0.0
-    writer: ShardWriter | None = None
-    result: dict[str, Any] = {
+    has = {"audio": False, "visual": False}
+    record: dict[str, Any] = {
         "uri": task.uri,
         "media_id": media_id,
         "stage": "",
         "kind": "",
         "message": "",
+        "attempt": attempt,
     }
     partial: PartialDecode | None = None
+    spool = MediaSpool(writer.schema)
     try:
-        with _writing():
-            store.clear_media(media_id)  # shards of a run killed half-way are redone from scratch
         with local_copy(task.uri, storage_options) as local:
             info = probe(local)
             duration_s = info.duration_s
-            writer = ShardWriter(store, media_id, schema, rows_per_shard)
+            has = {"audio": info.audio is not None, "visual": info.video is not None}
             rows = extractor.rows(local, task.uri, info, task.segments, stats)
             with contextlib.closing(rows):  # on failure its ffmpeg processes stop at once
                 try:
                     for row in _decoded_rows(rows):
                         with _writing():
-                            writer.add(row)
+                            spool.add(row)
                 except PartialDecode as err:
                     if stats.clips == 0:
                         raise
                     partial = err  # the clips before the stop are good: keep them
-            with _writing():
-                parts = writer.close()
-        marker = {
-            "media_id": media_id,
-            "uri": task.uri,
-            "fingerprint": task.fingerprint(extractor.config_dict()),
-            "parts": parts,
-            "clips": stats.clips,
-            "empty_clips": stats.empty_clips,
-            "silent_clips": stats.silent_clips,
-            "duration_s": duration_s,
-            "stopped_at_s": partial.stopped_at_s if partial is not None else None,
-            "has_audio": info.audio is not None,
-            "has_visual": info.video is not None,
-            "face_frames": stats.face_frames,
-            "visual_frames": stats.visual_frames,
-        }
-        with _writing():
-            store.write_done(media_id, marker)  # removes an old error record: write ours after
+        try:
+            spool.drain_into(writer)
+        except Exception as err:
+            raise TaskWriteError(f"{type(err).__name__}: {err}") from err
         status = "done"
         if partial is not None:
             status = "partial"
-            result.update(stage=partial.stage, kind=partial.kind, message=partial.message)
-            with contextlib.suppress(Exception):  # the driver still reports it from the result row
+            record.update(
+                stage=partial.stage,
+                kind=partial.kind,
+                message=partial.message,
+                stopped_at_s=partial.stopped_at_s,
+            )
+            with contextlib.suppress(Exception):  # the driver still reports it from the marker
                 store.write_error(media_id, _error_record(task, partial))
     except MediaError as err:
         status = "failed"
-        result.update(stage=err.stage, kind=err.kind, message=err.message)
-        with contextlib.suppress(Exception):
-            if writer is not None:
-                writer.abort()
-            store.clear_media(media_id)
-        with contextlib.suppress(Exception):  # the driver still reports it from the result row
+        record.update(stage=err.stage, kind=err.kind, message=err.message)
+        with contextlib.suppress(Exception):  # the driver still reports it from the marker
             store.write_error(media_id, _error_record(task, err))
-    result.update(
+    finally:
+        spool.close()
+    record.update(
         status=status,
         clips=stats.clips,
         empty_clips=stats.empty_clips,
+        silent_clips=stats.silent_clips,
         duration_s=float(duration_s),
+        has_audio=has["audio"],
+        has_visual=has["visual"],
         face_frames=stats.face_frames,
         visual_frames=stats.visual_frames,
         wall_s=time.monotonic() - started,
     )
-    return result
+    return record
+
+
+def extract_task(
+    task: ExtractTask,
+    fingerprint: str,
+    extractor: ClipExtractor,
+    store: ShardStore,
+    schema: pa.Schema,
+    limits: ShardLimits,
+    storage_options: Mapping[str, Any],
+    leftovers: Sequence[str] = (),
+) -> dict[str, Any]:
+    """Run one task (or retry its failed files) and commit its marker; returns the marker.
+
+    The previous marker, when its fingerprint matches, keeps the files it holds as done; any other
+    Parquet file of this task (`leftovers`, from a killed run) is removed first.
+    """
+    task_id = task.task_id
+    previous = store.read_json(marker_name(task_id))
+    if previous is None or previous.get("fingerprint") != fingerprint:
+        store.remove(marker_name(task_id))  # first: a marker must never list removed files
+        if previous is not None:
+            store.remove_many(list(previous["parts"]))
+        previous = None
+    store.remove_many(list(leftovers))
+    attempt = previous["attempt"] + 1 if previous else 0
+    records = {m["uri"]: m for m in previous["media"]} if previous else {}
+    writer = ShardWriter(
+        store, task_prefix(task_id, attempt), schema, limits.rows_per_shard, limits.max_shard_bytes
+    )
+    todo = [f for f in task.files if records.get(f.uri, {}).get("status") not in KEPT_STATUSES]
+    try:
+        for media in todo:
+            records[media.uri] = extract_media(
+                media, extractor, writer, store, storage_options, attempt
+            )
+        parts = writer.close()
+    except TaskWriteError as err:  # nothing of this attempt is kept; the next run retries it
+        writer.abort()
+        store.remove_many(writer.parts)
+        parts = []
+        for media in todo:
+            records[media.uri] = _write_failure(media, str(err), attempt)
+    marker = {
+        "task_id": task_id,
+        "fingerprint": fingerprint,
+        "attempt": attempt,
+        "parts": [*(previous["parts"] if previous else []), *parts],
+        "bytes_written": writer.bytes_written,
+        "media": [records[f.uri] for f in task.files],
+    }
+    store.write_task_marker(task_id, marker)
+    for media in todo:
+        if records[media.uri]["status"] == "done":
+            store.remove_error(media.media_id)
+    return marker
+
+
+def _write_failure(media: MediaTask, message: str, attempt: int) -> dict[str, Any]:
+    record: dict[str, Any] = {
+        "uri": media.uri,
+        "media_id": media.media_id,
+        "stage": "write",
+        "kind": "task_write_failed",
+        "message": message,
+        "attempt": attempt,
+        "status": "failed",
+        "has_audio": False,
+        "has_visual": False,
+        "wall_s": 0.0,
+    }
+    return {**record, **{key: 0 for key in _COUNTS}}

@@ -1,6 +1,8 @@
 """The labelling job: media or clip shards in, label shards and per-media tags out, incrementally.
 
-The driver pins the model once (an alias resolves to one version before any clip is read), lists
+The driver pins the model once (an alias resolves to one version before any clip is read; each
+actor then loads that version from its node's download cache, so the weights never ride in the
+UDF), lists
 what OUT already holds and plans only media without labels from this model (with `relabel_older`,
 also those labelled by an older version). Ray Data then streams clips to `Labeller` actors: read
 from shards, or extracted from media in the same job (`pipelines.label_media`). Label rows are
@@ -28,7 +30,7 @@ from avemo_core.config import FrozenConfig, require
 from avemo_core.schema import label_schema, media_id_for
 from pipelines.label_store import LabelStore, ModelKey, new_run_id
 from pipelines.label_summary import summarise_media
-from pipelines.labeller import MEDIA_CLIPS_COLUMN, Labeller, read_checkpoint_files
+from pipelines.labeller import MEDIA_CLIPS_COLUMN, Labeller
 from pipelines.ray_session import ensure_ray
 from pipelines.storage import filesystem, storage_options_from_env
 
@@ -59,6 +61,9 @@ class LabelConfig(FrozenConfig):
     max_audio_frames: int = 3000  # longer clips are cut to this many audio frames (30 s at 10 ms)
     max_visual_frames: int = 150  # and this many video frames
     ray_address: str | None = None  # existing cluster to join; None: $RAY_ADDRESS, else a local one
+    model_cache_dir: str | None = (
+        None  # per-node model download cache (None: ~/.cache/avemo/models)
+    )
     num_cpus: int | None = None  # CPUs of the local cluster started here (None: all)
 
     def validate(self) -> None:
@@ -82,8 +87,10 @@ class PinnedModel:
     name: str
     version: str
     run_id: str
-    checkpoint_dir: str
+    checkpoint_dir: str  # the driver's copy (from the node's cache for registry and run models)
     uri: str  # as the user gave it
+    pinned_uri: str  # what every actor loads: models:/NAME/VERSION, runs:/RUN/PATH or a folder
+    tracking_uri: str | None  # where the actors resolve `pinned_uri` (None: a local folder)
 
     def key(self) -> ModelKey:
         return ModelKey(self.name, self.version)
@@ -93,18 +100,23 @@ class PinnedModel:
 
 
 def pin_model(config: LabelConfig) -> PinnedModel:
-    """Resolve the model URI once to a pinned name/version/run and a local checkpoint.
+    """Resolve the model URI once to a pinned name/version/run and a local checkpoint (in the
+    node's cache: nothing is left in the temp directory).
 
     A registry reference carries its name and version number; a run or local checkpoint has
     neither, so it is named by its URI and versioned by the hash of its weights, which keeps
     incremental runs honest when a different checkpoint is used on the same OUT.
     """
     from pipelines.model_uri import ModelURIError, resolve_model
+    from pipelines.tracking import resolve_tracking_uri
 
     try:
-        resolved = resolve_model(config.model_uri, tracking_uri=config.mlflow_uri)
+        resolved = resolve_model(
+            config.model_uri, tracking_uri=config.mlflow_uri, cache_dir=config.model_cache_dir
+        )
     except ModelURIError as err:
         raise LabelError(str(err)) from None
+    remote = ":/" in config.model_uri  # models:/ or runs:/ (a folder needs no tracking server)
     weights = Path(resolved.checkpoint_dir) / WEIGHTS_FILE
     return PinnedModel(
         name=resolved.name or config.model_uri.rstrip("/"),
@@ -113,6 +125,8 @@ def pin_model(config: LabelConfig) -> PinnedModel:
         run_id=resolved.run_id,
         checkpoint_dir=str(resolved.checkpoint_dir),
         uri=config.model_uri,
+        pinned_uri=resolved.pinned_uri,
+        tracking_uri=resolve_tracking_uri(config.mlflow_uri) if remote else None,
     )
 
 
@@ -329,19 +343,26 @@ def _dataset(plan: Plan, config: LabelConfig, model: PinnedModel, options: dict[
             memory=DECODE_MEMORY_BYTES,
         )
     resources = _inference_resources(config)
-    device = resources.pop("device")
     return dataset.map_batches(
         Labeller,
-        fn_constructor_kwargs={
-            "checkpoint_files": read_checkpoint_files(model.checkpoint_dir),
-            "model_info": model.info(),
-            "device": device,
-            "max_frames": (config.max_audio_frames, config.max_visual_frames),
-        },
+        fn_constructor_kwargs=labeller_kwargs(config, model, resources.pop("device")),
         batch_size=config.batch_size,
         batch_format="numpy",
         **resources,
     )
+
+
+def labeller_kwargs(config: LabelConfig, model: PinnedModel, device: str) -> dict[str, Any]:
+    """What each Labeller actor is built from: the pinned reference, not the weights (each
+    actor loads them from its node's cache, so the UDF stays a few hundred bytes)."""
+    return {
+        "model_uri": model.pinned_uri,
+        "tracking_uri": model.tracking_uri,
+        "cache_dir": config.model_cache_dir,
+        "model_info": model.info(),
+        "device": device,
+        "max_frames": (config.max_audio_frames, config.max_visual_frames),
+    }
 
 
 def run_label(config: LabelConfig, log: Callable[[str], None] = print) -> dict[str, Any]:

@@ -1,16 +1,14 @@
 """Model inference for labelling: clip-shard columns in, label-shard columns out.
 
-`Labeller` is the Ray Data callable class (Ray's batch-inference pattern): each actor rebuilds the
-checkpoint once in `__init__` from bytes shipped with the actor (so no node needs the driver's
-disk) and runs `__call__` under `torch.inference_mode()`. The labelling itself is the shared
-inference core (`avemo_core.inference`), as in the pyfunc model and evaluation.
+`Labeller` is the Ray Data callable class (Ray's batch-inference pattern): each actor loads the
+pinned model version once in `__init__`, from its node's download cache (`pipelines.model_uri`),
+and runs `__call__` under `torch.inference_mode()`. The labelling itself is the shared inference
+core (`avemo_core.inference`), as in the pyfunc model and evaluation.
 """
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -29,12 +27,6 @@ from avemo_core.schema import (
 
 # Extra column a pipeline may attach: how many clips the row's media has (passed through).
 MEDIA_CLIPS_COLUMN = "media_clips"
-
-
-def read_checkpoint_files(directory: str | Path) -> dict[str, bytes]:
-    """A checkpoint directory as {file name: bytes}, to ship to actors on other nodes."""
-    root = Path(directory)
-    return {p.name: p.read_bytes() for p in sorted(root.iterdir()) if p.is_file()}
 
 
 def label_columns(
@@ -96,16 +88,20 @@ class Labeller:
 
     def __init__(
         self,
-        checkpoint_files: dict[str, bytes],
+        model_uri: str,
         model_info: dict[str, str],
+        tracking_uri: str | None = None,
+        cache_dir: str | None = None,
         device: str = "auto",
         max_frames: tuple[int, int] = (3000, 150),
     ) -> None:
+        """`model_uri` is pinned (models:/NAME/VERSION, runs:/RUN/PATH or a checkpoint folder
+        every node can read); a download is made once per node and cache."""
+        from pipelines.model_uri import load_pinned
+
         self.device = pick_device(device)
-        with tempfile.TemporaryDirectory(prefix="avemo-ckpt-") as tmp:
-            for name, data in checkpoint_files.items():
-                (Path(tmp) / Path(name).name).write_bytes(data)
-            self.checkpoint = load_checkpoint(tmp, map_location=str(self.device))
+        directory = load_pinned(model_uri, tracking_uri, cache_dir)
+        self.checkpoint = load_checkpoint(directory, map_location=str(self.device))
         self.model_info = dict(model_info)
         self.max_frames = max_frames
 

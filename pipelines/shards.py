@@ -1,15 +1,20 @@
-"""An extraction's output root: clip shards, per-media done markers, error records, _SUCCESS.json.
+"""An extraction's output root: clip shards of bounded size, one completion marker per task, error
+records and `_SUCCESS.json`.
 
 Layout (local folder or s3:// prefix):
 
-    <media_id>-00000.parquet   clip rows of one media file, at most rows_per_shard per file
-    _done/<media_id>.json      written after all of that file's shards: the file is extracted
-    _errors/<media_id>.json    why a file failed (uri, stage, kind, message); gone once it succeeds
-    _SUCCESS.json              counts, config and timing of the last complete run, written last
+    part-<task_id>-<attempt>-<k>.parquet  clip rows of one task's media files, rolled at a row
+                                          and a byte limit (k counts from 00000)
+    _tasks/<task_id>.json                 written after all of that attempt's files: the task's
+                                          per-file records and the names of its Parquet files
+    _errors/<media_id>.json               why a file failed (uri, stage, kind, message)
+    _SUCCESS.json                         counts, config and timing of the last complete run
 
-Every file appears atomically: local files are written under a hidden temporary name and renamed,
-S3 objects become visible only once uploaded. Shard names are deterministic, so a rerun overwrites
-rather than duplicates, and a file without a done marker is cleared and redone.
+A task's marker is its one commit point: a Parquet file of the task that its marker does not list
+is a leftover of a killed run, removed before the task runs again. Every file appears atomically:
+local files are written under a hidden temporary name and renamed, S3 objects become visible only
+once uploaded. Readers take every `*.parquet` at the top, so shards of the earlier per-media layout
+(`<media_id>-<k>.parquet` beside `_done/`) read the same way.
 """
 
 from __future__ import annotations
@@ -17,9 +22,11 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import tempfile
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pyarrow as pa
@@ -27,11 +34,15 @@ import pyarrow.parquet as pq
 
 from pipelines.storage import filesystem, is_s3, join
 
-DONE_DIR = "_done"
+TASKS_DIR = "_tasks"
 ERRORS_DIR = "_errors"
 SUCCESS_FILE = "_SUCCESS.json"
+LEGACY_DONE_DIR = "_done"  # per-media done markers of the layout before tasks
+PART_PREFIX = "part-"
 _TMP_MARK = ".tmp-"
+_TASK_PART = re.compile(r"part-(?P<task>[0-9a-f]{20})-\d{2,}-\d{5,}\.parquet")
 ROWS_PER_GROUP = 8  # rows per Parquet row group: what a writer holds in memory at most
+READ_THREADS = 16  # concurrent small-file reads (markers): S3 latency, not bandwidth, bounds them
 # Columns worth dictionary-encoding; the feature blobs never repeat.
 _DICTIONARY_COLUMNS = ["media_id", "source_uri", "split"]
 
@@ -54,7 +65,7 @@ class ShardStore:
             if not self.fs.exists(bucket):
                 raise FileNotFoundError(f"bucket {bucket!r} does not exist")
         else:
-            for folder in (self.root, self.path(DONE_DIR), self.path(ERRORS_DIR)):
+            for folder in (self.root, self.path(TASKS_DIR), self.path(ERRORS_DIR)):
                 os.makedirs(folder, exist_ok=True)
                 for name in os.listdir(folder):
                     if name.startswith(".") and _TMP_MARK in name:
@@ -110,6 +121,11 @@ class ShardStore:
         with contextlib.suppress(FileNotFoundError):
             self.fs.rm_file(self.path(relative))
 
+    def remove_many(self, relatives: list[str]) -> None:
+        """Remove files concurrently (a rerun may clear many leftovers)."""
+        with ThreadPoolExecutor(READ_THREADS) as pool:
+            list(pool.map(self.remove, relatives))
+
     def list_names(self, relative: str = "") -> list[str]:
         """File names directly inside a folder of the root (empty when it does not exist)."""
         folder = self.path(relative) if relative else self.root
@@ -122,55 +138,76 @@ class ShardStore:
         ]
         return sorted(n for n in names if _TMP_MARK not in n)
 
-    # -- per-media records -------------------------------------------------------------------
+    # -- task markers and error records ------------------------------------------------------
 
-    def done_markers(self) -> dict[str, dict[str, Any]]:
-        """media_id -> done marker, for every file a previous run finished."""
-        names = [n for n in self.list_names(DONE_DIR) if n.endswith(".json")]
-        if not names:
-            return {}
-        contents = self.fs.cat([self.path(DONE_DIR, n) for n in names], on_error="omit")
-        markers = [json.loads(data) for data in contents.values()]
-        return {marker["media_id"]: marker for marker in markers}
+    def task_markers(self) -> Iterator[dict[str, Any]]:
+        """Every task marker a previous run committed, read concurrently, in no set order."""
+        names = [n for n in self.list_names(TASKS_DIR) if n.endswith(".json")]
+        with ThreadPoolExecutor(READ_THREADS) as pool:
+            for marker in pool.map(lambda n: self.read_json(f"{TASKS_DIR}/{n}"), names):
+                if marker is not None:
+                    yield marker
 
-    def clear_media(self, media_id: str) -> None:
-        """Remove a file's done marker and shards (written in order, so the first gap ends them)."""
-        self.remove(f"{DONE_DIR}/{media_id}.json")
-        index = 0
-        while self.fs.exists(self.path(part_name(media_id, index))):
-            self.remove(part_name(media_id, index))
-            index += 1
+    def has_legacy_markers(self) -> bool:
+        """Whether the root holds done markers of the per-media layout (before tasks)."""
+        return any(n.endswith(".json") for n in self.list_names(LEGACY_DONE_DIR))
 
-    def write_done(self, media_id: str, marker: dict[str, Any]) -> None:
-        self.write_json(f"{DONE_DIR}/{media_id}.json", marker)
-        self.remove(f"{ERRORS_DIR}/{media_id}.json")
+    def write_task_marker(self, task_id: str, marker: dict[str, Any]) -> None:
+        self.write_json(marker_name(task_id), marker)
 
     def write_error(self, media_id: str, record: dict[str, Any]) -> None:
         self.write_json(f"{ERRORS_DIR}/{media_id}.json", record)
+
+    def remove_error(self, media_id: str) -> None:
+        self.remove(f"{ERRORS_DIR}/{media_id}.json")
 
     def write_success(self, summary: dict[str, Any]) -> None:
         self.write_json(SUCCESS_FILE, summary)
 
 
-def part_name(media_id: str, index: int) -> str:
-    return f"{media_id}-{index:05d}.parquet"
+def marker_name(task_id: str) -> str:
+    return f"{TASKS_DIR}/{task_id}.json"
+
+
+def part_name(prefix: str, index: int) -> str:
+    return f"{prefix}-{index:05d}.parquet"
+
+
+def task_prefix(task_id: str, attempt: int) -> str:
+    """Name stem of the Parquet files one attempt of a task writes (retries write new files)."""
+    return f"{PART_PREFIX}{task_id}-{attempt:02d}"
+
+
+def task_of_part(name: str) -> str | None:
+    """The task id in a task's Parquet file name, None for any other file (the per-media layout,
+    or files some other writer put there)."""
+    match = _TASK_PART.fullmatch(name)
+    return match["task"] if match else None
 
 
 class ShardWriter:
-    """Streams one media file's clip rows into shards of at most `rows_per_shard` rows.
+    """Streams clip rows into Parquet files of at most `rows_per_shard` rows and about
+    `max_shard_bytes` bytes (a file rolls once either is reached).
 
     Rows go to a temporary Parquet file one row group at a time, so memory holds one row group,
-    and each shard is committed (renamed or uploaded) only once it is complete.
+    and each file is committed (renamed or uploaded) only once it is complete.
     """
 
     def __init__(
-        self, store: ShardStore, media_id: str, schema: pa.Schema, rows_per_shard: int
+        self,
+        store: ShardStore,
+        prefix: str,
+        schema: pa.Schema,
+        rows_per_shard: int,
+        max_shard_bytes: int | None = None,
     ) -> None:
         self.store = store
-        self.media_id = media_id
+        self.prefix = prefix
         self.schema = schema
         self.rows_per_shard = rows_per_shard
+        self.max_shard_bytes = max_shard_bytes
         self.parts: list[str] = []
+        self.bytes_written = 0
         self._pending: list[dict[str, Any]] = []
         self._part_rows = 0
         self._writer: pq.ParquetWriter | None = None
@@ -183,13 +220,18 @@ class ShardWriter:
         elif len(self._pending) >= ROWS_PER_GROUP:
             self._write_group()
 
+    def add_table(self, table: pa.Table) -> None:
+        """Append rows already in Arrow form (a spooled media file), row group by row group."""
+        for row in table.to_pylist():
+            self.add(row)
+
     def close(self) -> list[str]:
-        """Commit what is left; returns the shard names written for this media file."""
+        """Commit what is left; returns the names of the files written."""
         self._commit_part()
         return list(self.parts)
 
     def abort(self) -> None:
-        """Drop the shard being written (committed shards are the caller's to clear)."""
+        """Drop the file being written (committed files are the caller's to clear)."""
         if self._writer is not None:
             self._writer.close()
         if self._temp is not None and os.path.exists(self._temp):
@@ -200,21 +242,66 @@ class ShardWriter:
         if not self._pending:
             return
         if self._writer is None:
-            self._temp = self.store.temp_file(part_name(self.media_id, len(self.parts)))
+            self._temp = self.store.temp_file(part_name(self.prefix, len(self.parts)))
             self._writer = pq.ParquetWriter(
                 self._temp, self.schema, compression="zstd", use_dictionary=_DICTIONARY_COLUMNS
             )
         self._writer.write_table(pa.Table.from_pylist(self._pending, schema=self.schema))
         self._part_rows += len(self._pending)
         self._pending = []
+        limit = self.max_shard_bytes
+        if limit is not None and self._temp is not None and os.path.getsize(self._temp) >= limit:
+            self._commit_part()
 
     def _commit_part(self) -> None:
         self._write_group()
         if self._writer is None or self._temp is None:
             return
         self._writer.close()
-        name = part_name(self.media_id, len(self.parts))
+        name = part_name(self.prefix, len(self.parts))
+        self.bytes_written += os.path.getsize(self._temp)
         self.store.commit(self._temp, name)
         self.parts.append(name)
         self._writer = self._temp = None
         self._part_rows = 0
+
+
+class MediaSpool:
+    """One media file's rows in a local temporary Parquet file until the file has succeeded:
+    a file that fails half-way leaves nothing in the task's shards, and memory holds one row group.
+    """
+
+    def __init__(self, schema: pa.Schema) -> None:
+        self.schema = schema
+        handle, self.path = tempfile.mkstemp(prefix="avemo-spool-", suffix=".parquet")
+        os.close(handle)
+        self._writer: pq.ParquetWriter | None = pq.ParquetWriter(self.path, schema)
+        self._pending: list[dict[str, Any]] = []
+
+    def add(self, row: dict[str, Any]) -> None:
+        self._pending.append(row)
+        if len(self._pending) >= ROWS_PER_GROUP:
+            self._flush()
+
+    def drain_into(self, writer: ShardWriter) -> None:
+        """Move every spooled row into `writer`, one row group at a time."""
+        self._flush()
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+        source = pq.ParquetFile(self.path)
+        for group in range(source.num_row_groups):
+            writer.add_table(source.read_row_group(group))
+
+    def close(self) -> None:
+        """Remove the spool file (always called, success or not)."""
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(self.path)
+
+    def _flush(self) -> None:
+        if self._pending and self._writer is not None:
+            self._writer.write_table(pa.Table.from_pylist(self._pending, schema=self.schema))
+            self._pending = []

@@ -33,7 +33,7 @@ import math
 import os
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -74,7 +74,8 @@ class RunSettings(FrozenConfig):
     tracking_uri: str = ""  # resolved MLflow tracking URI
     experiment: str = "avemo"  # MLflow experiment name
     resume: bool = False  # continue the run in storage instead of refusing to reuse its name
-    cache_data: bool = True  # hold the splits in Ray's object store (off: stream from Parquet)
+    cache_data: bool = True  # cache the splits in Ray's object store when they fit the budget
+    cache_budget_share: float = 0.3  # share of the cluster's object store the cache may fill
 
     def validate(self) -> None:
         require(bool(self.data_uri), "data_uri is required")
@@ -83,6 +84,7 @@ class RunSettings(FrozenConfig):
         require(self.workers >= 1, "workers must be >= 1")
         require(self.max_failures >= 0, "max_failures must be >= 0")
         require(self.keep_checkpoints >= 1, "keep_checkpoints must be >= 1")
+        require(0.0 < self.cache_budget_share <= 1.0, "cache_budget_share must be in (0, 1]")
 
 
 @dataclasses.dataclass
@@ -243,9 +245,12 @@ def epoch_line(
 
 
 class _ShardBatches:
-    """Re-iterable Batches of a Ray dataset shard (one streaming pass per `iter`), maybe pinned."""
+    """Re-iterable Batches of a Ray dataset shard (one streaming pass per `iter`), maybe pinned;
+    shuffled in a local buffer of a few batches when given a seed."""
 
-    def __init__(self, shard: Any, config: training.TrainConfig, pin: bool, seed: int) -> None:
+    def __init__(
+        self, shard: Any, config: training.TrainConfig, pin: bool, seed: int | None
+    ) -> None:
         self.shard, self.config, self.pin, self.seed = shard, config, pin, seed
         self.on_step: Any = None
 
@@ -253,7 +258,7 @@ class _ShardBatches:
         columns_iter = self.shard.iter_batches(
             batch_size=self.config.batch_size,
             batch_format="numpy",
-            local_shuffle_buffer_size=4 * self.config.batch_size,
+            local_shuffle_buffer_size=None if self.seed is None else 4 * self.config.batch_size,
             local_shuffle_seed=self.seed,
         )
         for step, columns in enumerate(columns_iter):
@@ -366,11 +371,14 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         tracking.EpochLogger(config["tracking_uri"], config["mlflow_run_id"]) if rank == 0 else None
     )
     conditions = conditions_for_mode(colearning.mode)
-    valid = (
-        _CachedBatches(ray.train.get_dataset_shard("valid"), train_config, pin)
-        if rank == 0
-        else None
-    )
+    valid: Any = None
+    if rank == 0:  # held in memory when the splits fit the object store, else read every pass
+        valid_shard = ray.train.get_dataset_shard("valid")
+        valid = (
+            _CachedBatches(valid_shard, train_config, pin)
+            if config["cached"]
+            else _ShardBatches(valid_shard, train_config, pin, seed=None)
+        )
     for epoch in range(start, train_config.epochs):
         batches = _ShardBatches(train_shard, train_config, pin, seed=train_config.seed + epoch)
         batches.on_step = _die_hook(
@@ -489,11 +497,25 @@ def _save_run_record(settings: RunSettings, record: dict[str, Any]) -> None:
     fs.pipe_file(path, (json.dumps(record, indent=2, sort_keys=True) + "\n").encode())
 
 
-def _datasets(info: datasets.ShardInfo, mode: str, cache: bool) -> dict[str, Any]:
-    """The train and valid datasets; cached, each epoch reads the object store instead of
-    starting Parquet reads again (on small data that start-up costs more than the epoch)."""
-    splits = datasets.training_datasets(info, mode)
-    return {name: data.materialize() for name, data in splits.items()} if cache else splits
+def _datasets(
+    info: datasets.ShardInfo, mode: str, settings: RunSettings, seed: int
+) -> tuple[dict[str, Any], datasets.CachePlan]:
+    """The train and valid datasets and the cache decision.
+
+    Cached, each epoch reads the object store instead of starting Parquet reads again (on small
+    data that start-up costs more than the epoch). Streamed, each epoch reads the train files in
+    a new order drawn from `seed`, so no split has to fit in memory anywhere.
+    """
+    import ray
+
+    store_bytes = float(ray.cluster_resources().get("object_store_memory", 0.0))
+    plan = datasets.plan_cache(
+        info, mode, store_bytes, settings.cache_budget_share, settings.cache_data
+    )
+    if plan.cache:
+        splits = datasets.training_datasets(info, mode)
+        return {name: data.materialize() for name, data in splits.items()}, plan
+    return datasets.training_datasets(info, mode, shuffle_seed=seed), plan
 
 
 def latest_run_name(storage_uri: str) -> str | None:
@@ -513,6 +535,7 @@ def run_training(
     train_config: training.TrainConfig,
     colearning: CoLearningConfig,
     thresholds: ThresholdConfig | None = None,
+    log: Callable[[str], None] = print,
 ) -> TrainOutcome:
     """Train (or resume) one run on the connected Ray cluster and track it in MLflow.
 
@@ -533,12 +556,13 @@ def run_training(
     train_config = train_config.replace(mixed_precision=settings.use_gpu)
     tracking.check_reachable(settings.tracking_uri)
     plan = plan_conditions(info, colearning.mode)
-    print(
+    log(
         f"selection: val_score = mean validation macro-F1 over {', '.join(plan['scored'])} "
         f"(mode {colearning.mode} trains {', '.join(TRAINED_CONDITIONS[colearning.mode])}; "
-        "the others cannot be formed or scored on the valid split)",
-        flush=True,
+        "the others cannot be formed or scored on the valid split)"
     )
+    splits, cache_plan = _datasets(info, colearning.mode, settings, train_config.seed)
+    log(cache_plan.line())
     params = {
         **tracking.flat_params("model", model_config.to_dict()),
         **tracking.flat_params("train", train_config.to_dict()),
@@ -554,6 +578,8 @@ def run_training(
         "ray.storage": settings.storage_uri,
         "selection.conditions": ",".join(plan["scored"]),
         "selection.trained_conditions": ",".join(plan["trained"]),
+        "data.cached": cache_plan.cache,
+        "data.estimated_bytes": cache_plan.needed_bytes,
     }
     run_id = tracking.start_or_resume_run(
         settings.tracking_uri,
@@ -584,6 +610,7 @@ def run_training(
         "colearning": colearning.to_dict(),
         "thresholds": thresholds.to_dict(),
         "use_gpu": settings.use_gpu,
+        "cached": cache_plan.cache,
         "feature_config": info.feature_config,
         "data_fingerprint": info.fingerprint,
         "trained_conditions": plan["trained"],
@@ -607,7 +634,7 @@ def run_training(
                 checkpoint_score_order="max",
             ),
         ),
-        datasets=_datasets(info, colearning.mode, settings.cache_data),
+        datasets=splits,
         dataset_config=DataConfig(datasets_to_split=["train"]),
     )
     result = trainer.fit()

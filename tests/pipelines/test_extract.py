@@ -15,6 +15,7 @@ import pytest
 from avemo_core.schema import META_CONFIG, clip_schema, media_id_for
 from jobs.cli import main as cli_main
 from pipelines.extract import ExtractConfig, execute_plan, plan_extract, run_extract
+from pipelines.extract_media import MediaTask, group_tasks
 from pipelines.storage import storage_options_from_env
 from tests.pipelines import media_factory as mf
 
@@ -66,7 +67,9 @@ def read_rows(out: Path) -> list[dict]:
 
 
 def config(corpus: Path, out: Path, **changes: object) -> ExtractConfig:
-    base = ExtractConfig(input_uri=str(corpus), output_uri=str(out), window_s=1.0, rows_per_shard=2)
+    base = ExtractConfig(
+        input_uri=str(corpus), output_uri=str(out), window_s=1.0, rows_per_shard=2, files_per_task=4
+    )
     return base.replace(**changes)
 
 
@@ -123,9 +126,15 @@ def test_every_good_file_extracted_and_every_bad_one_recorded(
         if name in PARTIAL:  # the record names where decoding stopped, the marker too
             assert 1.5 <= record["stopped_at_s"] <= 2.5
             assert f"stopped at {record['stopped_at_s']:.2f} s" in record["message"]
-            marker = json.loads((out / "_done" / f"{record['media_id']}.json").read_text())
-            assert marker["stopped_at_s"] == record["stopped_at_s"]
-            assert marker["clips"] == PARTIAL[name]
+            entry = next(
+                m
+                for path in (out / "_tasks").glob("*.json")
+                for m in json.loads(path.read_text())["media"]
+                if m["uri"] == record["uri"]
+            )
+            assert entry["status"] == "partial"
+            assert entry["stopped_at_s"] == record["stopped_at_s"]
+            assert entry["clips"] == PARTIAL[name]
         else:
             assert "stopped_at_s" not in record
 
@@ -133,12 +142,24 @@ def test_every_good_file_extracted_and_every_bad_one_recorded(
 def test_shards_follow_the_contract(first_run: dict, corpus: Path) -> None:
     out = first_run["out"]
     files = shard_files(out)
-    talk_id = media_id_for(str(corpus / "talk.mp4"))
-    # rows_per_shard=2: the 3 clips of talk.mp4 sit in two files named after its media id
-    assert [p.name for p in files if p.name.startswith(talk_id)] == [
-        f"{talk_id}-00000.parquet",
-        f"{talk_id}-00001.parquet",
-    ]
+    markers = [json.loads(p.read_text()) for p in (out / "_tasks").glob("*.json")]
+    # 12 listed files, about 4 per task; each task's rows (2 per file at most) span its media
+    listing = [MediaTask(str(corpus / name), None) for name in sorted([*GOOD, *BAD])]
+    tasks = group_tasks(sorted(listing, key=lambda m: m.uri), 4)
+    assert len(markers) == len(tasks) == first_run["success"]["summary"]["tasks"]
+    assert {m["task_id"] for m in markers} == {t.task_id for t in tasks}
+    assert sorted(name for m in markers for name in m["parts"]) == [p.name for p in files]
+    assert sum(len(m["media"]) for m in markers) == len(GOOD) + len(BAD)
+    for marker in markers:
+        kept = [m for m in marker["media"] if m["status"] in ("done", "partial")]
+        clips = sum(m["clips"] for m in kept)
+        assert len(marker["parts"]) == -(-clips // 2)  # rolled at rows_per_shard=2
+        assert all(n.startswith(f"part-{marker['task_id']}-00-") for n in marker["parts"])
+        sources = {
+            r["source_uri"] for n in marker["parts"] for r in pq.read_table(out / n).to_pylist()
+        }
+        assert sources == {m["uri"] for m in kept}
+    assert len(files) <= len(tasks) + sum(GOOD.values()) // 2
     expected = clip_schema()
     for path in files:
         schema = pq.read_schema(path)
@@ -157,15 +178,11 @@ def test_rerun_adds_nothing_and_retries_only_failures(first_run: dict, corpus: P
     before = {p.name: p.stat().st_mtime_ns for p in shard_files(out)}
     rows_before = sorted(r["clip_id"] for r in read_rows(out))
     summary = run_extract(config(corpus, out))["summary"]
-    # failed and partial files are retried (the partial one may have been completed since)
-    assert (summary["files_extracted"], summary["files_skipped"]) == (len(PARTIAL), len(GOOD))
-    assert summary["files_failed"] == len(BAD)  # retried, and still bad
-    redone = tuple(media_id_for(str(corpus / name)) for name in PARTIAL)
+    # failed files are retried; a partial file's clips are in its task's files: it is kept
+    assert (summary["files_extracted"], summary["files_skipped"]) == (0, len(GOOD) + len(PARTIAL))
+    assert summary["files_failed"] == len(BAD)  # retried (or kept, partial), and still bad
     after = {p.name: p.stat().st_mtime_ns for p in shard_files(out)}
-    assert after.keys() == before.keys()
-    assert {n: t for n, t in after.items() if not n.startswith(redone)} == {
-        n: t for n, t in before.items() if not n.startswith(redone)
-    }
+    assert after == before
     assert sorted(r["clip_id"] for r in read_rows(out)) == rows_before
 
 
@@ -178,10 +195,7 @@ def test_rerun_after_a_fix_extracts_just_that_file(
     run_extract(config(own, out))
     mf.mp4(own / "bad/notes.mp4", 1.0)  # the text file is replaced by a real video
     summary = run_extract(config(own, out))["summary"]
-    assert (summary["files_extracted"], summary["files_failed"]) == (
-        1 + len(PARTIAL),
-        len(BAD) - 1,
-    )
+    assert (summary["files_extracted"], summary["files_failed"]) == (1, len(BAD) - 1)
     assert not (out / "_errors" / f"{media_id_for(str(own / 'bad/notes.mp4'))}.json").exists()
     assert sum(1 for r in read_rows(out) if r["source_uri"] == str(own / "bad/notes.mp4")) == 1
 

@@ -1,8 +1,10 @@
 """A job killed half-way (the whole process group, Ray included) and rerun ends with exactly the
-rows of an uninterrupted run: no duplicates, no half-written shard, nothing lost."""
+rows of an uninterrupted run: no duplicates, no half-written shard, nothing lost. Tasks of two
+files each, about: the kill lands after the first task's marker."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -13,9 +15,11 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from pipelines.extract import ExtractConfig, run_extract
+from pipelines.extract_media import MediaTask, group_tasks
 from tests.pipelines import media_factory as mf
 
 FILES = 6
+FILES_PER_TASK = 2
 
 
 def rows_by_clip(out: Path) -> dict[str, dict]:
@@ -31,7 +35,7 @@ def wait_for_done_markers(out: Path, proc: subprocess.Popen, timeout_s: float = 
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         assert proc.poll() is None, "the job ended before it could be killed"
-        done = len(list((out / "_done").glob("*.json"))) if (out / "_done").is_dir() else 0
+        done = len(list((out / "_tasks").glob("*.json"))) if (out / "_tasks").is_dir() else 0
         if done:
             return done
         time.sleep(0.05)
@@ -69,7 +73,8 @@ def test_killed_then_rerun_equals_uninterrupted(ray_cluster: None, tmp_path: Pat
     for i in range(FILES):
         mf.mp4(corpus / f"clip{i}.mp4", 3.0)
     killed, clean = tmp_path / "killed", tmp_path / "clean"
-    args = ["--window-s", "1", "--rows-per-shard", "3", "--num-cpus", "1"]
+    args = ["--window-s", "1", "--rows-per-shard", "4", "--num-cpus", "1"]
+    args += ["--files-per-task", str(FILES_PER_TASK)]
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     proc = subprocess.Popen(
         [sys.executable, "-m", "jobs", "extract", str(corpus), str(killed), *args],
@@ -82,12 +87,19 @@ def test_killed_then_rerun_equals_uninterrupted(ray_cluster: None, tmp_path: Pat
         wait_for_done_markers(killed, proc)
     finally:
         kill_group(proc)
-    done_at_kill = len(list((killed / "_done").glob("*.json")))
-    assert 1 <= done_at_kill < FILES, "the kill must land half-way"
+    markers = [json.loads(p.read_text()) for p in (killed / "_tasks").glob("*.json")]
+    done_at_kill = sum(len(m["media"]) for m in markers)
+    listing = [MediaTask(str(p), None) for p in sorted(corpus.glob("*.mp4"))]
+    tasks = group_tasks(listing, FILES_PER_TASK)  # at least 2: no task holds over 4 files
+    assert 1 <= len(markers) < len(tasks), "the kill must land half-way"
     assert not (killed / "_SUCCESS.json").exists()
 
     job = ExtractConfig(
-        input_uri=str(corpus), output_uri=str(killed), window_s=1.0, rows_per_shard=3
+        input_uri=str(corpus),
+        output_uri=str(killed),
+        window_s=1.0,
+        rows_per_shard=4,
+        files_per_task=FILES_PER_TASK,
     )
     resumed = run_extract(job)["summary"]
     assert resumed["files_skipped"] == done_at_kill
@@ -104,17 +116,25 @@ def test_killed_then_rerun_equals_uninterrupted(ray_cluster: None, tmp_path: Pat
     assert not [p for p in killed.rglob("*") if ".tmp-" in p.name]
 
 
-def test_rerun_clears_orphan_shards_of_unfinished_files(ray_cluster: None, tmp_path: Path) -> None:
-    """A shard left by a killed run for a file without a done marker is replaced, not duplicated."""
+def test_rerun_clears_orphan_shards_of_unfinished_tasks(ray_cluster: None, tmp_path: Path) -> None:
+    """Files left by a killed run for a task without a marker are replaced, not duplicated."""
     corpus = tmp_path / "corpus"
     corpus.mkdir()
     mf.mp4(corpus / "a.mp4", 2.0)
+    mf.mp4(corpus / "b.mp4", 2.0)
     out = tmp_path / "out"
-    job = ExtractConfig(input_uri=str(corpus), output_uri=str(out), window_s=1.0, rows_per_shard=1)
+    job = ExtractConfig(
+        input_uri=str(corpus), output_uri=str(out), window_s=1.0, rows_per_shard=1, files_per_task=2
+    )
     run_extract(job)
     first = rows_by_clip(out)
-    for marker in (out / "_done").glob("*.json"):
-        marker.unlink()  # as if killed after the shards but before the marker
+    names = sorted(p.name for p in out.glob("*.parquet"))
+    assert len(names) == 4  # 4 clips, 1 row per file
+    (out / names[-1]).unlink()  # as if killed while committing the tasks' files...
+    for marker in (out / "_tasks").glob("*.json"):
+        marker.unlink()  # ...before their markers
     (out / "_SUCCESS.json").unlink()
-    assert run_extract(job)["summary"]["files_extracted"] == 1
+    summary = run_extract(job)["summary"]
+    assert summary["files_extracted"] == 2 and summary["tasks_run"] == summary["tasks"]
     assert rows_by_clip(out) == first
+    assert sorted(p.name for p in out.glob("*.parquet")) == names

@@ -83,12 +83,15 @@ def test_s3_to_s3_and_read_back_with_plain_pyarrow(
     client = boto3.client("s3", endpoint_url=s3_endpoint)
     upload_corpus(client, bucket, tmp_path)
     job = ExtractConfig(
-        input_uri=f"s3://{bucket}/media/", output_uri=f"s3://{bucket}/shards", window_s=1.0
+        input_uri=f"s3://{bucket}/media/",
+        output_uri=f"s3://{bucket}/shards",
+        window_s=1.0,
+        files_per_task=1,
     )
     options = storage_options_from_env()
     assert options["endpoint_url"] == s3_endpoint  # captured here, handed to every task
     plan = plan_extract(job, options)
-    assert len(plan.tasks) == 6
+    assert len(plan.files) == 6
     client.delete_object(Bucket=bucket, Key="media/goes.mp4")  # vanishes after listing
     summary = execute_plan(job, plan, options)["summary"]
 

@@ -1,4 +1,5 @@
-"""The shard writer: bounded files, one row group in memory, atomic commits, no partial files."""
+"""The shard writer: files bounded in rows and bytes, one row group in memory, atomic commits, no
+partial files; the spool that holds one media file's rows until the file has succeeded."""
 
 from __future__ import annotations
 
@@ -8,7 +9,17 @@ import pyarrow.parquet as pq
 
 from avemo_core.labels import EMOTIONS
 from avemo_core.schema import CLIP_SCHEMA_VERSION, clip_id_for, clip_schema
-from pipelines.shards import ROWS_PER_GROUP, ShardStore, ShardWriter, part_name
+from pipelines.shards import (
+    ROWS_PER_GROUP,
+    MediaSpool,
+    ShardStore,
+    ShardWriter,
+    part_name,
+    task_of_part,
+    task_prefix,
+)
+
+TASK = "0123456789abcdef0123"  # a task id (20 hex digits)
 
 
 def row(i: int) -> dict:
@@ -50,7 +61,7 @@ def test_abort_leaves_no_partial_shard(tmp_path: Path) -> None:
         writer.add(row(i))
     assert len(list(tmp_path.glob(".*.tmp-*"))) == 1  # row groups go to a hidden temp file
     writer.abort()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["_done", "_errors"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["_errors", "_tasks"]
 
 
 def test_prepare_withdraws_success_and_stale_temps(tmp_path: Path) -> None:
@@ -59,4 +70,38 @@ def test_prepare_withdraws_success_and_stale_temps(tmp_path: Path) -> None:
     store.write_json("_SUCCESS.json", {"done": True})
     (tmp_path / f".{part_name('m', 0)}.tmp-dead").write_bytes(b"half")
     store.prepare()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["_done", "_errors"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["_errors", "_tasks"]
+
+
+def test_files_roll_at_the_byte_limit(tmp_path: Path) -> None:
+    store = ShardStore(str(tmp_path))
+    store.prepare()
+    prefix = task_prefix(TASK, 0)
+    writer = ShardWriter(store, prefix, clip_schema(), rows_per_shard=10_000, max_shard_bytes=1)
+    for i in range(3 * ROWS_PER_GROUP):
+        writer.add({**row(i), "audio_features": bytes(range(256)) * 8})
+    names = writer.close()
+    # every row group reaches the 1-byte limit: one file per row group, in order, all committed
+    assert names == [part_name(prefix, k) for k in range(3)]
+    assert [pq.read_metadata(tmp_path / n).num_rows for n in names] == [ROWS_PER_GROUP] * 3
+    assert writer.bytes_written == sum((tmp_path / n).stat().st_size for n in names)
+    assert {task_of_part(n) for n in names} == {TASK}
+    assert task_of_part(part_name("0123456789abcdef", 0)) is None  # the per-media layout
+    assert task_of_part("part-00000.parquet") is None  # another writer's naming
+
+
+def test_spool_moves_rows_only_when_drained(tmp_path: Path) -> None:
+    store = ShardStore(str(tmp_path))
+    store.prepare()
+    writer = ShardWriter(store, task_prefix("t", 0), clip_schema(), rows_per_shard=100)
+    kept, dropped = MediaSpool(clip_schema()), MediaSpool(clip_schema())
+    for i in range(ROWS_PER_GROUP + 3):
+        kept.add(row(i))
+        dropped.add(row(100 + i))
+    dropped.close()  # a file that failed: its rows never reach the writer
+    kept.drain_into(writer)
+    kept.close()
+    names = writer.close()
+    starts = pq.read_table(tmp_path / names[0]).column("start_s").to_pylist()
+    assert starts == [float(i) for i in range(ROWS_PER_GROUP + 3)]
+    assert not Path(kept.path).exists() and not Path(dropped.path).exists()
