@@ -41,9 +41,22 @@ _SIZES: dict[str, dict[str, object]] = {
         cnn_channels=8,
         dropout=0.0,
     ),
-    # Real use; still trainable on CPU.
+    # The real-speech recipe (`avemo train`'s default): tiny's width with dropout. On RAVDESS speech
+    # (960 training clips) it matched or beat wider models on validation at a fraction of the cost.
+    "small": dict(
+        d_model=32,
+        num_heads=2,
+        audio_layers=1,
+        visual_layers=1,
+        cross_layers=1,
+        ff_mult=2,
+        cnn_channels=8,
+        dropout=0.1,
+    ),
+    # Wider; for larger corpora. Still trainable on CPU.
     "base": {},
 }
+MODEL_SIZES = tuple(_SIZES)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,7 +104,7 @@ class ModelConfig(FrozenConfig):
 
     @classmethod
     def named(cls, size: str, **overrides: object) -> ModelConfig:
-        """`tiny` (tests) or `base` (real use), with optional field overrides."""
+        """`tiny` (tests), `small` (the real-speech recipe) or `base`, with field overrides."""
         if size not in _SIZES:
             raise ValueError(f"unknown model size {size!r}; choose one of {sorted(_SIZES)}")
         return cls(**{**_SIZES[size], **overrides})

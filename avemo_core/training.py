@@ -28,15 +28,17 @@ LR_SCHEDULES = ("cosine", "constant")
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig(FrozenConfig):
-    epochs: int = 30  # passes over the training split
+    epochs: int = 40  # passes over the training split (the best epoch by valid is kept)
     batch_size: int = 16  # clips per step per worker
     lr: float = 1e-3  # AdamW peak learning rate
     weight_decay: float = 0.01  # AdamW weight decay (weight matrices only, not biases or norms)
     warmup_epochs: int = 1  # epochs of linear warm-up to `lr` (per-epoch steps)
     lr_schedule: str = "cosine"  # cosine: decay to 0 after warm-up; constant: stay at `lr`
-    time_masks: int = 2  # SpecAugment time spans masked per training clip (0 = off)
+    # SpecAugment is off by default: on RAVDESS speech with the `small` model it lowered valid
+    # macro-F1 (0.54 -> 0.47 with 2+2 masks, 0.52 with 1+1); larger models/corpora may gain.
+    time_masks: int = 0  # SpecAugment time spans masked per training clip (0 = off)
     time_mask_frames: int = 40  # longest time span, in audio frames
-    freq_masks: int = 2  # SpecAugment mel bands masked per training clip (0 = off)
+    freq_masks: int = 0  # SpecAugment mel bands masked per training clip (0 = off)
     freq_mask_bins: int = 10  # widest band, in mel bins
     grad_clip: float = 1.0  # max global grad norm (0 = off)
     seed: int = 0  # seeds torch/numpy for the run

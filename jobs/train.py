@@ -23,7 +23,7 @@ from pathlib import Path
 
 from avemo_core.colearning import MODES, CoLearningConfig
 from avemo_core.config import ConfigError
-from avemo_core.model import ModelConfig
+from avemo_core.model import MODEL_SIZES, ModelConfig
 from avemo_core.training import LR_SCHEDULES, TrainConfig
 from jobs.errors import UserError
 from pipelines import datasets, tracking
@@ -62,7 +62,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--seed", type=int, default=0, help="weights and shuffling seed")
     parser.add_argument(
-        "--model-size", choices=("tiny", "base"), default="base", help="named model size"
+        "--model-size",
+        choices=MODEL_SIZES,
+        default="small",
+        help="named model size (small: the real-speech recipe)",
     )
     parser.add_argument("--transfer-to-single", type=float, default=1.0, help="KD av -> a, v")
     parser.add_argument("--transfer-to-av", type=float, default=0.5, help="KD a, v -> av")
