@@ -24,6 +24,10 @@ from avemo_core.labels import CONDITION_MODALITIES, CONDITIONS
 
 # Time subsampling of the audio encoder's two stride-2 convolutions.
 AUDIO_SUBSAMPLING = 4
+AUDIO_NORMS = ("corpus", "utterance")
+POOLINGS = ("stats", "mean")
+# Floor of a corpus standard deviation and of a pooled variance: keeps a constant bin finite.
+_EPS = 1e-5
 
 _SIZES: dict[str, dict[str, object]] = {
     # Very small and fast on CPU: the unit tests' model.
@@ -37,9 +41,22 @@ _SIZES: dict[str, dict[str, object]] = {
         cnn_channels=8,
         dropout=0.0,
     ),
-    # Real use; still trainable on CPU.
+    # The real-speech recipe (`avemo train`'s default): tiny's width with dropout. On RAVDESS speech
+    # (960 training clips) it matched or beat wider models on validation at a fraction of the cost.
+    "small": dict(
+        d_model=32,
+        num_heads=2,
+        audio_layers=1,
+        visual_layers=1,
+        cross_layers=1,
+        ff_mult=2,
+        cnn_channels=8,
+        dropout=0.1,
+    ),
+    # Wider; for larger corpora. Still trainable on CPU.
     "base": {},
 }
+MODEL_SIZES = tuple(_SIZES)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,6 +74,11 @@ class ModelConfig(FrozenConfig):
     dropout: float = 0.1  # dropout on attention weights, residual branches and before the head
     audio_hop_s: float = 0.01  # input audio frame step, so audio and visual positions align in time
     visual_fps: float = 5.0  # input visual frames per second, for the same alignment
+    # corpus: per-bin log-mel mean/std of the training split (buffers set before training, saved
+    # with the weights): keeps the loudness and spectral tilt that tell arousal apart;
+    # utterance: each clip's own mean/variance (removes them)
+    audio_norm: str = "corpus"
+    pooling: str = "stats"  # stats: mean and std over time per stream; mean: mean only
 
     def validate(self) -> None:
         require(self.audio_dims > 0, "audio_dims must be > 0")
@@ -77,10 +99,12 @@ class ModelConfig(FrozenConfig):
         require(0.0 <= self.dropout < 1.0, "dropout must be in [0, 1)")
         require(self.audio_hop_s > 0.0, "audio_hop_s must be > 0")
         require(self.visual_fps > 0.0, "visual_fps must be > 0")
+        require(self.audio_norm in AUDIO_NORMS, f"audio_norm must be one of {AUDIO_NORMS}")
+        require(self.pooling in POOLINGS, f"pooling must be one of {POOLINGS}")
 
     @classmethod
     def named(cls, size: str, **overrides: object) -> ModelConfig:
-        """`tiny` (tests) or `base` (real use), with optional field overrides."""
+        """`tiny` (tests), `small` (the real-speech recipe) or `base`, with field overrides."""
         if size not in _SIZES:
             raise ValueError(f"unknown model size {size!r}; choose one of {sorted(_SIZES)}")
         return cls(**{**_SIZES[size], **overrides})
@@ -108,6 +132,17 @@ def masked_mean(seq: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """(B, T, D), (B, T) -> (B, D) mean over real steps; zeros for a sample with none."""
     weights = mask.to(seq.dtype)[..., None]  # (B, T, 1)
     return (seq * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
+
+
+def masked_stats(seq: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """(B, T, D), (B, T) -> (B, 2D): mean and standard deviation over real steps.
+
+    How much a state varies over an utterance carries emotion that its mean alone loses.
+    """
+    weights = mask.to(seq.dtype)[..., None]  # (B, T, 1)
+    mean = masked_mean(seq, mask)  # (B, D)
+    var = (((seq - mean[:, None]) * weights) ** 2).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
+    return torch.cat([mean, torch.sqrt(var + _EPS)], dim=-1)  # (B, 2D)
 
 
 class Attention(nn.Module):
@@ -192,16 +227,22 @@ class Block(nn.Module):
 
 
 class AudioFrontEnd(nn.Module):
-    """Utterance mean/variance normalisation, then two stride-2 convolutions (x4 fewer steps).
+    """Feature normalisation (corpus or utterance), then two stride-2 convolutions (x4 fewer steps).
 
-    Padded frames are zeroed before each convolution and the output length follows from the input
-    length, so a padded sample gives exactly the steps of the unpadded one. Masks are prefixes
-    (real frames first, padding after), as `avemo_core.data.collate` builds them.
+    Corpus statistics are buffers (`audio_mean`, `audio_std`, (F,)): `set_normalisation` fills
+    them from the training split, and they are saved and loaded with the weights, so inference
+    normalises exactly as training did. Padded frames are zeroed before each convolution and the
+    output length follows from the input length, so a padded sample gives exactly the steps of the
+    unpadded one. Masks are prefixes (real frames first, padding after), as `collate` builds them.
     """
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         d = config.d_model
+        self.norm = config.audio_norm
+        if self.norm == "corpus":
+            self.register_buffer("audio_mean", torch.zeros(config.audio_dims))
+            self.register_buffer("audio_std", torch.ones(config.audio_dims))
         self.conv1 = nn.Conv1d(config.audio_dims, d, kernel_size=3, stride=2, padding=1)
         self.conv2 = nn.Conv1d(d, d, kernel_size=3, stride=2, padding=1)
 
@@ -212,13 +253,27 @@ class AudioFrontEnd(nn.Module):
         out_lengths = torch.div(lengths - 1, 2, rounding_mode="floor") + 1  # 0 stays 0
         return torch.arange(steps, device=mask.device)[None, :] < out_lengths[:, None]  # (B, steps)
 
-    def forward(self, audio: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def set_normalisation(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+        """Store (F,) corpus mean and standard deviation (floored) for every later forward."""
+        if self.norm != "corpus":
+            raise ValueError("set_normalisation needs audio_norm='corpus'")
+        if mean.shape != self.audio_mean.shape or std.shape != self.audio_std.shape:
+            raise ValueError(f"need ({self.audio_mean.shape[0]},) mean and std")
+        self.audio_mean.copy_(mean)
+        self.audio_std.copy_(std.clamp(min=_EPS))
+
+    def normalise(self, audio: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """(B, Ta, F) features -> normalised (B, Ta, F), zero on padded frames."""
         weights = mask.to(audio.dtype)[..., None]  # (B, Ta, 1)
+        if self.norm == "corpus":
+            return (audio - self.audio_mean) / self.audio_std * weights
         count = weights.sum(dim=1, keepdim=True).clamp(min=1.0)  # (B, 1, 1)
         mean = (audio * weights).sum(dim=1, keepdim=True) / count  # (B, 1, F)
         var = (((audio - mean) * weights) ** 2).sum(dim=1, keepdim=True) / count  # (B, 1, F)
-        x = (audio - mean) * torch.rsqrt(var + 1e-5) * weights  # (B, Ta, F)
-        x = x.transpose(1, 2)  # (B, F, Ta)
+        return (audio - mean) * torch.rsqrt(var + _EPS) * weights  # (B, Ta, F)
+
+    def forward(self, audio: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = self.normalise(audio, mask).transpose(1, 2)  # (B, F, Ta)
         x = F.gelu(self.conv1(x))  # (B, D, Ta / 2)
         mask = self._subsample_mask(mask, x.shape[-1])
         x = x * mask[:, None, :].to(x.dtype)
@@ -273,9 +328,9 @@ class CrossModalTransformer(nn.Module):
         )
         self.audio_norm = nn.LayerNorm(config.d_model)
         self.visual_norm = nn.LayerNorm(config.d_model)
-        self.head = nn.Sequential(
-            nn.Dropout(config.dropout), nn.Linear(config.d_model, config.num_labels)
-        )
+        self.pool = masked_stats if config.pooling == "stats" else masked_mean
+        pooled = 2 * config.d_model if config.pooling == "stats" else config.d_model
+        self.head = nn.Sequential(nn.Dropout(config.dropout), nn.Linear(pooled, config.num_labels))
         # Positions count subsampled audio steps: a visual frame sits at the audio step of its time.
         self.step_s = config.audio_hop_s * AUDIO_SUBSAMPLING
 
@@ -322,15 +377,15 @@ class CrossModalTransformer(nn.Module):
         pooled: list[torch.Tensor] = []
         present: list[torch.Tensor] = []
         if audio is not None:
-            pooled.append(masked_mean(self.audio_norm(a_seq), audio.mask))  # (B, D)
+            pooled.append(self.pool(self.audio_norm(a_seq), audio.mask))  # (B, D) or (B, 2D)
             present.append(audio.mask.any(dim=1))  # (B,)
         if visual is not None:
-            pooled.append(masked_mean(self.visual_norm(v_seq), visual.mask))
+            pooled.append(self.pool(self.visual_norm(v_seq), visual.mask))
             present.append(visual.mask.any(dim=1))
         weights = torch.stack(present, dim=1).to(pooled[0].dtype)  # (B, S)
-        stacked = torch.stack(pooled, dim=1)  # (B, S, D)
+        stacked = torch.stack(pooled, dim=1)  # (B, S, P): P = D, or 2D with stats pooling
         streams = weights.sum(dim=1, keepdim=True).clamp(min=1.0)  # (B, 1)
-        summed = (stacked * weights[..., None]).sum(dim=1)  # (B, D)
+        summed = (stacked * weights[..., None]).sum(dim=1)  # (B, P)
         return self.head(summed / streams)  # (B, num_labels): head on the mean of present streams
 
     def forward(

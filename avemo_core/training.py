@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import math
 import random
 from collections.abc import Callable, Iterable, Iterator, Sequence
 
@@ -15,18 +16,29 @@ import numpy as np
 import torch
 
 from avemo_core import inference, metrics
+from avemo_core.augment import augment_batch
 from avemo_core.colearning import CoLearningConfig, colearning_loss, conditions_for_mode
 from avemo_core.config import FrozenConfig, require
 from avemo_core.data import Batch
 from avemo_core.model import CrossModalTransformer
 
+LR_SCHEDULES = ("cosine", "constant")
+
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig(FrozenConfig):
-    epochs: int = 10  # passes over the training split
+    epochs: int = 40  # passes over the training split (the best epoch by valid is kept)
     batch_size: int = 16  # clips per step per worker
     lr: float = 1e-3  # AdamW peak learning rate
     weight_decay: float = 0.01  # AdamW weight decay (weight matrices only, not biases or norms)
+    warmup_epochs: int = 1  # epochs of linear warm-up to `lr` (per-epoch steps)
+    lr_schedule: str = "cosine"  # cosine: decay to 0 after warm-up; constant: stay at `lr`
+    # SpecAugment is off by default: on RAVDESS speech with the `small` model it lowered valid
+    # macro-F1 (0.54 -> 0.47 with 2+2 masks, 0.52 with 1+1); larger models/corpora may gain.
+    time_masks: int = 0  # SpecAugment time spans masked per training clip (0 = off)
+    time_mask_frames: int = 40  # longest time span, in audio frames
+    freq_masks: int = 0  # SpecAugment mel bands masked per training clip (0 = off)
+    freq_mask_bins: int = 10  # widest band, in mel bins
     grad_clip: float = 1.0  # max global grad norm (0 = off)
     seed: int = 0  # seeds torch/numpy for the run
     max_audio_frames: int = 1000  # clips are cut to this many audio frames (10 s at 10 ms)
@@ -38,6 +50,12 @@ class TrainConfig(FrozenConfig):
         require(self.batch_size > 0, "batch_size must be > 0")
         require(self.lr > 0.0, "lr must be > 0")
         require(self.weight_decay >= 0.0, "weight_decay must be >= 0")
+        require(self.warmup_epochs >= 0, "warmup_epochs must be >= 0")
+        require(self.lr_schedule in LR_SCHEDULES, f"lr_schedule must be one of {LR_SCHEDULES}")
+        require(
+            min(self.time_masks, self.time_mask_frames, self.freq_masks, self.freq_mask_bins) >= 0,
+            "SpecAugment counts and widths must be >= 0",
+        )
         require(self.grad_clip >= 0.0, "grad_clip must be >= 0")
         require(self.max_audio_frames > 0, "max_audio_frames must be > 0")
         require(self.max_visual_frames > 0, "max_visual_frames must be > 0")
@@ -73,6 +91,65 @@ def make_optimizer(model: CrossModalTransformer, config: TrainConfig) -> torch.o
     return torch.optim.AdamW(groups, lr=config.lr)
 
 
+def lr_factor(epoch: int, config: TrainConfig) -> float:
+    """Share of `config.lr` for `epoch`: linear warm-up, then cosine decay (or constant).
+
+    Warm-up epochs run at (e + 1) / (warmup + 1); the cosine then falls from 1 at the first epoch
+    after warm-up towards 0 at the last. A function of the epoch alone, so a resumed run needs no
+    scheduler state.
+    """
+    if epoch < config.warmup_epochs:
+        return (epoch + 1) / (config.warmup_epochs + 1)
+    if config.lr_schedule == "constant":
+        return 1.0
+    decay_epochs = config.epochs - config.warmup_epochs  # epochs from the peak to the end
+    progress = (epoch - config.warmup_epochs) / max(decay_epochs, 1)  # 0 at the peak
+    return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def set_epoch_lr(optimizer: torch.optim.Optimizer, epoch: int, config: TrainConfig) -> float:
+    """Set every parameter group's learning rate for `epoch`; returns it."""
+    lr = config.lr * lr_factor(epoch, config)
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    return lr
+
+
+def feature_statistics(batches: Iterable[Batch]) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """(F,) mean and standard deviation of the audio features over every real frame of `batches`.
+
+    None when no batch holds an audio frame. Sums are float64, so a long corpus loses nothing.
+    """
+    total = squares = None
+    frames = 0
+    for batch in batches:
+        real = batch.audio[batch.audio_mask].double()  # (N real frames, F)
+        if real.shape[0] == 0:
+            continue
+        total = real.sum(dim=0) if total is None else total + real.sum(dim=0)
+        squares = (real**2).sum(dim=0) if squares is None else squares + (real**2).sum(dim=0)
+        frames += real.shape[0]
+    if total is None or squares is None:
+        return None
+    mean = total / frames  # (F,)
+    var = (squares / frames - mean**2).clamp(min=0.0)  # (F,)
+    return mean.float(), var.sqrt().float()
+
+
+def fit_normalisation(model: CrossModalTransformer, batches: Iterable[Batch]) -> bool:
+    """Give a corpus-normalised model the feature statistics of `batches` (the training split).
+
+    Returns whether it set them: not for an utterance-normalised model or audio-less data.
+    """
+    if model.config.audio_norm != "corpus":
+        return False
+    stats = feature_statistics(batches)
+    if stats is None:
+        return False
+    model.audio_front.set_normalisation(*stats)
+    return True
+
+
 def _autocast(config: TrainConfig, device: torch.device) -> contextlib.AbstractContextManager:
     if config.mixed_precision and device.type == "cuda":
         return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
@@ -87,12 +164,22 @@ def train_epoch(
     config: TrainConfig,
     device: torch.device,
 ) -> dict[str, float]:
-    """One pass; returns mean loss parts and `samples`."""
+    """One pass at the optimizer's current learning rate, with SpecAugment masking of the audio.
+
+    Returns mean loss parts and `samples`.
+    """
     model.train()
     sums: dict[str, float] = {}
     steps = samples = 0
     for batch in batches:
         batch = batch.to(device, non_blocking=True)
+        batch = augment_batch(
+            batch,
+            config.time_masks,
+            config.time_mask_frames,
+            config.freq_masks,
+            config.freq_mask_bins,
+        )
         with _autocast(config, device):
             out = colearning_loss(model, batch, colearning)
         optimizer.zero_grad(set_to_none=True)
@@ -182,12 +269,14 @@ def fit(
     for name, source in (("train_batches", train_batches), ("valid_batches", valid_batches)):
         if isinstance(source, Iterator):
             raise TypeError(f"{name} is a one-shot iterator; pass a re-iterable (list, DataLoader)")
+    fit_normalisation(model, train_batches)
     model.to(device)
     optimizer = make_optimizer(model, config)
     conditions = conditions_for_mode(colearning.mode)
     history: list[dict[str, float]] = []
     thresholds: dict[str, np.ndarray] = {}
     for epoch in range(config.epochs):
+        set_epoch_lr(optimizer, epoch, config)
         train_stats = train_epoch(model, train_batches, optimizer, colearning, config, device)
         valid_metrics, thresholds = validate(model, valid_batches, conditions, device)
         record = {"epoch": float(epoch)}

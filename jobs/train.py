@@ -23,8 +23,8 @@ from pathlib import Path
 
 from avemo_core.colearning import MODES, CoLearningConfig
 from avemo_core.config import ConfigError
-from avemo_core.model import ModelConfig
-from avemo_core.training import TrainConfig
+from avemo_core.model import MODEL_SIZES, ModelConfig
+from avemo_core.training import LR_SCHEDULES, TrainConfig
 from jobs.errors import UserError
 from pipelines import datasets, tracking
 
@@ -34,12 +34,38 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mode", choices=MODES, default="colearn", help="what to train")
     parser.add_argument("--workers", type=int, default=1, help="Ray Train workers")
     parser.add_argument("--gpu", action="store_true", help="one GPU per worker, bf16 autocast")
-    parser.add_argument("--epochs", type=int, default=10, help="passes over the train split")
-    parser.add_argument("--batch-size", type=int, default=16, help="clips per step per worker")
-    parser.add_argument("--lr", type=float, default=1e-3, help="AdamW learning rate")
+    recipe = TrainConfig()  # the flags' defaults are the library's recipe
+    parser.add_argument(
+        "--epochs", type=int, default=recipe.epochs, help="passes over the train split"
+    )
+    parser.add_argument(
+        "--batch-size", type=int, default=recipe.batch_size, help="clips per step per worker"
+    )
+    parser.add_argument("--lr", type=float, default=recipe.lr, help="AdamW peak learning rate")
+    parser.add_argument(
+        "--weight-decay", type=float, default=recipe.weight_decay, help="AdamW weight decay"
+    )
+    parser.add_argument(
+        "--warmup-epochs", type=int, default=recipe.warmup_epochs, help="linear warm-up epochs"
+    )
+    parser.add_argument(
+        "--lr-schedule",
+        choices=LR_SCHEDULES,
+        default=recipe.lr_schedule,
+        help="after warm-up: cosine decay to 0, or constant",
+    )
+    parser.add_argument(
+        "--time-masks", type=int, default=recipe.time_masks, help="SpecAugment time spans per clip"
+    )
+    parser.add_argument(
+        "--freq-masks", type=int, default=recipe.freq_masks, help="SpecAugment mel bands per clip"
+    )
     parser.add_argument("--seed", type=int, default=0, help="weights and shuffling seed")
     parser.add_argument(
-        "--model-size", choices=("tiny", "base"), default="base", help="named model size"
+        "--model-size",
+        choices=MODEL_SIZES,
+        default="small",
+        help="named model size (small: the real-speech recipe)",
     )
     parser.add_argument("--transfer-to-single", type=float, default=1.0, help="KD av -> a, v")
     parser.add_argument("--transfer-to-av", type=float, default=0.5, help="KD a, v -> av")
@@ -111,7 +137,15 @@ def run(args: argparse.Namespace) -> int:
     try:
         model_config = ModelConfig.named(args.model_size)
         train_config = TrainConfig(
-            epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            lr=args.lr,
+            weight_decay=args.weight_decay,
+            warmup_epochs=args.warmup_epochs,
+            lr_schedule=args.lr_schedule,
+            time_masks=args.time_masks,
+            freq_masks=args.freq_masks,
+            seed=args.seed,
         )
         colearning = CoLearningConfig(
             mode=args.mode,

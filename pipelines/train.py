@@ -363,10 +363,12 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     model = CrossModalTransformer(model_config).to(device)
     optimizer = training.make_optimizer(model, train_config)
     start, history = _restore(model, optimizer)
+    train_shard = ray.train.get_dataset_shard("train")
+    if start == 0:  # corpus feature statistics from this worker's share of the train split
+        training.fit_normalisation(model, _ShardBatches(train_shard, train_config, False, 0))
     if world > 1:
         GradientSync(model)
     pin = device.type == "cuda"
-    train_shard = ray.train.get_dataset_shard("train")
     logger = (
         tracking.EpochLogger(config["tracking_uri"], config["mlflow_run_id"]) if rank == 0 else None
     )
@@ -384,6 +386,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         batches.on_step = _die_hook(
             config.get("die_at"), config.get("die_marker"), epoch, rank, world
         )
+        lr = training.set_epoch_lr(optimizer, epoch, train_config)
         began = time.perf_counter()
         stats = training.train_epoch(model, batches, optimizer, colearning, train_config, device)
         elapsed = time.perf_counter() - began
@@ -393,7 +396,11 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         valid_metrics, thresholds = training.validate(
             model, valid, conditions, device, threshold_config
         )
-        record = {"epoch": float(epoch), "train/samples_per_s": stats["samples"] * world / elapsed}
+        record = {
+            "epoch": float(epoch),
+            "train/lr": lr,
+            "train/samples_per_s": stats["samples"] * world / elapsed,
+        }
         record.update({f"train/{k}": v for k, v in stats.items()})
         record.update({f"valid/{k}": v for k, v in valid_metrics.items()})
         selection = selection_score(colearning.mode, valid_metrics)
