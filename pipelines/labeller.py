@@ -18,7 +18,7 @@ import torch
 
 from avemo_core import metrics
 from avemo_core.checkpoint import Checkpoint, load_checkpoint
-from avemo_core.data import batch_from_columns
+from avemo_core.data import batch_from_columns, visual_reason
 from avemo_core.labels import CONDITION_MODALITIES, CONDITIONS, EMOTIONS
 from avemo_core.model import CrossModalTransformer
 from avemo_core.schema import (
@@ -109,6 +109,10 @@ def label_columns(
             out[prob_column(condition, emotion)] = probs[condition][:, e]  # (B,)
     out["tags"] = tags
     out["tags_condition"] = np.array(fullest, dtype=object)
+    frames = np.asarray(columns["visual_frames"], np.int64)
+    out["visual_reason"] = np.array(
+        [visual_reason(v, int(n)) for v, n in zip(has_visual, frames, strict=True)], dtype=object
+    )
     for key in ("model_name", "model_version", "model_run_id"):
         out[key] = np.full(size, model_info[key], dtype=object)
     out["schema_version"] = np.full(size, LABEL_SCHEMA_VERSION, np.int32)
