@@ -9,15 +9,15 @@ Parquet reader decodes them without avemo:
         row["visual_frames"], row["visual_height"], row["visual_width"])
     flags = np.frombuffer(row["visual_face_flags"], "u1")  # (visual_frames,)
 
-`visual_face_flags` (schema version 2) holds one uint8 per visual frame: 0 no face (the crop is
-zeros and the model does not see the frame), 1 the clip's followed face detected in that frame,
-2 its box held over a short miss (counts as a face frame; avemo_core/features/faces/tracking.py).
-`face_ratio` is the share of non-zero flags.
-
 A missing modality has `has_audio`/`has_visual` false. No audio or no video stream: zero frames
 and an empty blob. A video in which no sampled frame shows a face has no visual input for the
 model either, so `has_visual` is false too, but its zero crops and all-zero flags are kept, so
 `visual_frames > 0` with `has_visual` false says why (`visual_reason` of avemo_core/data.py).
+
+`visual_face_flags` (schema version 2) holds one uint8 per visual frame: 0 no face (the crop is
+zeros and the model does not see the frame), 1 the clip's followed face detected in that frame,
+2 its box held over a short miss (counts as a face frame; avemo_core/features/faces/tracking.py).
+`face_ratio` is the share of non-zero flags.
 
 Version 1 shards (no `visual_face_flags`) are still read: every visual frame counts as a face
 frame there, as it did when they were written.
