@@ -17,6 +17,7 @@ from typing import Any
 from avemo_core import __version__
 from avemo_core.config import FrozenConfig, require
 from avemo_core.features.audio import AudioFeatureConfig
+from avemo_core.features.faces.detectors import detector_names
 from avemo_core.features.visual import VisualFeatureConfig
 from avemo_core.media.clips import ClipConfig, Segment
 from avemo_core.media.decode import DecodeConfig
@@ -52,6 +53,10 @@ class ExtractConfig(FrozenConfig):
         require(bool(self.output_uri), "output_uri is required")
         require(self.fps > 0, "fps must be > 0")
         require(self.window_s > 0, "window_s must be > 0")
+        require(
+            self.face_detector in detector_names(),
+            f"face_detector must be one of {', '.join(detector_names())}",
+        )
         require(self.min_face_px >= 1, "min_face_px must be >= 1")
         require(self.detect_scale_step > 1.0, "detect_scale_step must be > 1")
         require(self.rows_per_shard >= 1, "rows_per_shard must be >= 1")
