@@ -2,6 +2,10 @@
 
 Ray Data (`iter_batches(batch_format="numpy")`), plain pyarrow and tests all hand over columns as a
 mapping of name -> numpy array; `batch_from_columns` is the one place that turns them into tensors.
+
+Only face frames reach the model: a frame whose `visual_face_flags` entry is 0 (no face) is masked
+out of `visual_mask`, so a clip without any face frame has no visual input (`Batch.has_visual`
+false) and runs as audio-only. Version-1 shards have no flags: all their frames count, as before.
 """
 
 from __future__ import annotations
@@ -14,7 +18,9 @@ import numpy as np
 import torch
 
 from avemo_core.labels import EMOTIONS
-from avemo_core.schema import AUDIO_DTYPE, VISUAL_DTYPE
+from avemo_core.schema import AUDIO_DTYPE, FACE_FLAGS_DTYPE, VISUAL_DTYPE
+
+NO_FACE_REASON = "no face in any sampled frame"  # label rows' `visual_reason`
 
 
 @dataclasses.dataclass
@@ -63,6 +69,24 @@ def decode_visual(blob: bytes, frames: int, height: int, width: int) -> np.ndarr
     )
 
 
+def face_frames(blob: bytes | None, frames: int) -> np.ndarray:
+    """(frames,) bool: which visual frames show a face. No blob (a version-1 shard): all do."""
+    if blob is None:
+        return np.ones(frames, bool)
+    flags = np.frombuffer(blob, dtype=FACE_FLAGS_DTYPE)
+    if flags.shape[0] != frames:
+        raise ValueError(f"visual_face_flags holds {flags.shape[0]} flags for {frames} frames")
+    return flags > 0
+
+
+def visual_reason(has_visual: bool, visual_frames: int) -> str | None:
+    """Why a clip with video frames has no visual input for the model (None: not the case).
+
+    Extraction writes `has_visual` false, keeping the frames, when no sampled frame shows a face.
+    """
+    return NO_FACE_REASON if not has_visual and visual_frames > 0 else None
+
+
 def _label_arrays(columns: Mapping[str, Any], size: int) -> tuple[np.ndarray, np.ndarray]:
     """(B, E) 0/1 labels and (B,) known flags from the per-emotion intensity columns."""
     if not all(e in columns for e in EMOTIONS):
@@ -84,6 +108,8 @@ def batch_from_columns(
     size = len(columns["audio_frames"])
     audio_list: list[np.ndarray] = []
     visual_list: list[np.ndarray] = []
+    valid_list: list[np.ndarray] = []
+    flag_blobs = columns.get("visual_face_flags")  # absent in version-1 shards
     for i in range(size):
         has_audio = bool(columns["has_audio"][i])
         has_visual = bool(columns["has_visual"][i])
@@ -109,10 +135,16 @@ def batch_from_columns(
                 np.uint8,
             )
         )
+        valid = (
+            face_frames(None if flag_blobs is None else flag_blobs[i], visual.shape[0])
+            if has_visual
+            else np.zeros(0, bool)
+        )  # (Tv,) bool
         audio_list.append(audio[:max_audio_frames] if max_audio_frames else audio)
         visual_list.append(visual[:max_visual_frames] if max_visual_frames else visual)
+        valid_list.append(valid[:max_visual_frames] if max_visual_frames else valid)
     labels, known = _label_arrays(columns, size)
-    return collate(audio_list, visual_list, labels, known)
+    return collate(audio_list, visual_list, labels, known, valid_list)
 
 
 def collate(
@@ -120,8 +152,12 @@ def collate(
     visual: Sequence[np.ndarray],
     labels: np.ndarray,
     label_known: np.ndarray | None = None,
+    visual_valid: Sequence[np.ndarray] | None = None,
 ) -> Batch:
-    """Pad per-sample (T, F) audio and (T, H, W) visual arrays; empty = modality absent."""
+    """Pad per-sample (T, F) audio and (T, H, W) visual arrays; empty = modality absent.
+
+    `visual_valid`: per sample, (T,) bool frames the model may see (face frames); default all.
+    """
     size = len(audio)
     feat_dims = max((a.shape[1] for a in audio), default=80)
     height, width = next(((v.shape[1], v.shape[2]) for v in visual if v.ndim == 3), (64, 64))
@@ -135,7 +171,7 @@ def collate(
         audio_out[i, : a.shape[0]] = a
         audio_mask[i, : a.shape[0]] = True
         visual_out[i, : v.shape[0]] = v.astype(np.float32) / 255.0
-        visual_mask[i, : v.shape[0]] = True
+        visual_mask[i, : v.shape[0]] = True if visual_valid is None else visual_valid[i]
     known = np.ones(size, bool) if label_known is None else np.asarray(label_known, bool)
     return Batch(
         audio=torch.from_numpy(audio_out),

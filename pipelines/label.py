@@ -317,7 +317,11 @@ def _dataset(plan: Plan, config: LabelConfig, model: PinnedModel, options: dict[
         fs, _ = filesystem(config.input_uri, options)
         dataset = ray.data.read_parquet(
             list(plan.shard_files), filesystem=PyFileSystem(FSSpecHandler(fs))
-        ).select_columns([*KEY_COLUMNS, *FEATURE_COLUMNS])
+        )
+        present = set(dataset.schema().names)  # version-1 shards lack the face flags
+        dataset = dataset.select_columns(
+            [c for c in (*KEY_COLUMNS, *FEATURE_COLUMNS) if c in present]
+        )
         if plan.skipped:
             dataset = dataset.filter(expr=col("media_id").is_in(plan.todo))
     else:

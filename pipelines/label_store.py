@@ -159,7 +159,10 @@ class LabelStore:
                 ids = table.column("media_id").to_pylist()
                 table = table.filter(pa.array([newest.get(m) == part for m in ids], pa.bool_()))
             tables.append(table)
-        return pa.concat_tables(tables) if tables else schema.empty_table()
+        if not tables:
+            return schema.empty_table()
+        # parts written before a column was added (label schema 1: no visual_reason) read as null
+        return pa.concat_tables(tables, promote_options="default")
 
     def read_media(self, latest: bool = True) -> pa.Table:
         """Committed media summaries; with `latest`, only each file's newest labelling."""

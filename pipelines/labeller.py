@@ -16,7 +16,7 @@ import torch
 
 from avemo_core import inference
 from avemo_core.checkpoint import Checkpoint, load_checkpoint
-from avemo_core.data import batch_from_columns
+from avemo_core.data import batch_from_columns, visual_reason
 from avemo_core.labels import CONDITIONS, EMOTIONS
 from avemo_core.schema import (
     KEY_COLUMNS,
@@ -60,6 +60,10 @@ def label_columns(
     out["tags"] = _objects(result.tags)
     out["tags_condition"] = np.array(result.tags_condition, dtype=object)
     out["conditions"] = _objects(result.ran)
+    frames = np.asarray(columns["visual_frames"], np.int64)
+    out["visual_reason"] = np.array(
+        [visual_reason(v, int(n)) for v, n in zip(has_visual, frames, strict=True)], dtype=object
+    )
     for key in ("model_name", "model_version", "model_run_id"):
         out[key] = np.full(size, model_info[key], dtype=object)
     out["schema_version"] = np.full(size, LABEL_SCHEMA_VERSION, np.int32)

@@ -30,7 +30,9 @@ class AvemoEmotionModel(mlflow.pyfunc.PythonModel):
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: Any = None) -> pd.DataFrame:
         """Probabilities per condition the checkpoint serves, and tags from the fullest one."""
-        columns = {name: model_input[name].to_numpy() for name in FEATURE_COLUMNS}
+        columns = {  # version-1 input has no face flags: all its frames count
+            name: model_input[name].to_numpy() for name in FEATURE_COLUMNS if name in model_input
+        }
         batch = batch_from_columns(columns)
         checkpoint = self.checkpoint
         result = inference.infer(

@@ -112,6 +112,7 @@ def make_rows(spec: ShardSpec) -> list[dict]:
             "visual_frames": tv,
             "visual_height": spec.visual_px,
             "visual_width": spec.visual_px,
+            "visual_face_flags": np.ones(tv, np.uint8).tobytes(),  # a face in every frame
             "face_ratio": 1.0 if has_visual else 0.0,
             "audio_active_ratio": 1.0 if has_audio else 0.0,
             "schema_version": CLIP_SCHEMA_VERSION,

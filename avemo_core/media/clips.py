@@ -2,8 +2,8 @@
 
 A manifest is a CSV with columns `uri,start_s,end_s[,split][,<emotion>...]`; relative URIs resolve
 against the manifest's folder. Without one, each file is cut into fixed windows. Each clip becomes
-one row of `avemo_core.schema.clip_schema()`: log-mel audio (float16) and face crops (uint8) as
-binary blobs with their shapes.
+one row of `avemo_core.schema.clip_schema()`: log-mel audio (float16), face crops (uint8) and
+per-frame face flags (uint8) as binary blobs with their shapes.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import numpy as np
 from avemo_core.config import FrozenConfig, require
 from avemo_core.features.activity import ActivityConfig, ActivityMeter
 from avemo_core.features.audio import AudioFeatureConfig, LogMelExtractor
-from avemo_core.features.visual import FaceCropper, VisualFeatureConfig
+from avemo_core.features.visual import FaceCropper, VisualFeatureConfig, face_ratio
 from avemo_core.labels import EMOTIONS
 from avemo_core.media.decode import DecodeConfig, Span, SpanData, SpanDecoder
 from avemo_core.media.errors import MediaError
@@ -30,6 +30,7 @@ from avemo_core.media.probe import MediaInfo
 from avemo_core.schema import (
     AUDIO_DTYPE,
     CLIP_SCHEMA_VERSION,
+    FACE_FLAGS_DTYPE,
     VISUAL_DTYPE,
     clip_id_for,
     media_id_for,
@@ -69,7 +70,7 @@ class MediaStats:
     """What extracting one file produced, filled in while its rows are generated."""
 
     clips: int = 0
-    empty_clips: int = 0  # clips where neither stream held a single frame (not written)
+    empty_clips: int = 0  # clips with neither audio nor a face frame (not written)
     silent_clips: int = 0  # clips whose audio stream decoded but was judged silent (no audio)
     face_frames: int = 0
     visual_frames: int = 0
@@ -255,16 +256,17 @@ class ClipExtractor:
         audio, crops, flags = features
         decoded_audio = audio is not None and audio.shape[0] > 0
         has_audio = decoded_audio and self.meter.present(active_ratio)
-        has_visual = crops is not None and crops.shape[0] > 0
+        sampled = crops is not None and flags is not None and crops.shape[0] > 0
+        face_count = int(np.count_nonzero(flags)) if sampled else 0
+        # no face in any sampled frame: no visual input for the model (the frames stay, flagged)
+        has_visual = face_count > 0
         if not has_audio and not has_visual:
             return None
         if decoded_audio and not has_audio:
             stats.silent_clips += 1
-        face_ratio = 0.0
-        if has_visual and flags is not None:
-            stats.face_frames += int(np.count_nonzero(flags))
+        if sampled:
+            stats.face_frames += face_count
             stats.visual_frames += int(flags.shape[0])
-            face_ratio = float(np.mean(flags))
         crop_px = self.visual.crop_px
         row: dict[str, Any] = {
             "clip_id": clip_id_for(uri, segment.start_s, segment.end_s),
@@ -281,12 +283,15 @@ class ClipExtractor:
             "audio_frames": int(audio.shape[0]) if has_audio else 0,
             "audio_dims": self.audio.num_mel_bins,
             "visual_features": np.ascontiguousarray(crops, VISUAL_DTYPE).tobytes()
-            if has_visual
+            if sampled
             else b"",
-            "visual_frames": int(crops.shape[0]) if has_visual else 0,
+            "visual_frames": int(crops.shape[0]) if sampled else 0,
             "visual_height": crop_px,
             "visual_width": crop_px,
-            "face_ratio": face_ratio,
+            "visual_face_flags": np.ascontiguousarray(flags, FACE_FLAGS_DTYPE).tobytes()
+            if sampled
+            else b"",
+            "face_ratio": face_ratio(flags) if sampled else 0.0,
             "audio_active_ratio": active_ratio,
             "schema_version": CLIP_SCHEMA_VERSION,
         }

@@ -90,7 +90,7 @@ def test_manifest_errors_name_the_line(text: str, words: str) -> None:
 
 
 def test_rows_hold_decodable_features(extractor: ClipExtractor, tmp_path: Path) -> None:
-    path = mf.mp4(tmp_path / "av.mp4", 2.5)
+    path = mf.talking_head_mp4(tmp_path / "av.mp4", 2.5)
     rows = extract(extractor, path)
     assert [(r["start_s"], r["end_s"]) for r in rows] == [(0, 1), (1, 2), (2, 2.5)]
     uri = str(path)
@@ -107,6 +107,8 @@ def test_rows_hold_decodable_features(extractor: ClipExtractor, tmp_path: Path) 
         assert np.isfinite(audio.astype(np.float32)).all() and audio.astype(np.float32).std() > 0
         frames = math.ceil(row["end_s"] * 5) - math.ceil(row["start_s"] * 5)  # at k / 5 s in span
         assert visual.shape == (frames, 64, 64) and visual.std() > 0
+        flags = np.frombuffer(row["visual_face_flags"], np.uint8)
+        assert flags.shape == (frames,) and (flags > 0).all() and row["face_ratio"] == 1.0
         assert all(row[e] is None for e in EMOTIONS)
 
 
@@ -134,15 +136,18 @@ def test_segment_after_the_end_fails_the_file(extractor: ClipExtractor, tmp_path
 
 
 ODD_MEDIA = {
-    # name: (maker, has_audio, has_visual, duration_s)
-    "audio.wav": (lambda p: mf.wav(p, np.zeros(24000, np.int16) + 1000), True, False, 1.5),
-    "audio.m4a": (lambda p: mf.av_file(p, 1.5, video=False), True, False, 1.5),
-    "video-only.mp4": (lambda p: mf.mp4(p, 1.5, audio=False), False, True, 1.5),
-    "short.mp4": (lambda p: mf.mp4(p, 0.4), True, True, 0.4),
+    # name: (maker, has_audio, has_video, has_face, duration_s); testsrc2 video shows no face
+    "audio.wav": (lambda p: mf.wav(p, np.zeros(24000, np.int16) + 1000), True, False, False, 1.5),
+    "audio.m4a": (lambda p: mf.av_file(p, 1.5, video=False), True, False, False, 1.5),
+    "video-only.mp4": (
+        lambda p: mf.talking_head_mp4(p, 1.5, audio=False), False, True, True, 1.5
+    ),
+    "short.mp4": (lambda p: mf.mp4(p, 0.4), True, True, False, 0.4),
     "hd-5.1.mp4": (
         lambda p: mf.mp4(p, 0.5, size="1920x1080", rate=60, channels=6, audio_rate_hz=48000),
         True,
         True,
+        False,
         0.5,
     ),
     "vp8-opus.webm": (
@@ -152,6 +157,7 @@ ODD_MEDIA = {
         ),
         True,
         True,
+        False,
         1.5,
     ),
     "mp3-8k.avi": (
@@ -161,6 +167,7 @@ ODD_MEDIA = {
         ),
         True,
         True,
+        False,
         1.5,
     ),
 }  # fmt: skip
@@ -168,21 +175,38 @@ ODD_MEDIA = {
 
 @pytest.mark.parametrize("name", sorted(ODD_MEDIA))
 def test_odd_but_valid_media(extractor: ClipExtractor, tmp_path: Path, name: str) -> None:
-    make, has_audio, has_visual, duration = ODD_MEDIA[name]
+    make, has_audio, has_video, has_face, duration = ODD_MEDIA[name]
     path = make(tmp_path / name)
     rows = extract(extractor, path)
     assert rows[0]["start_s"] == 0.0 and rows[-1]["end_s"] == pytest.approx(duration, abs=0.25)
     for row in rows:
         seconds = row["end_s"] - row["start_s"]
-        assert (row["has_audio"], row["has_visual"]) == (has_audio, has_visual)
+        # no face in any frame: no visual input for the model, but the frames are kept, flagged
+        assert (row["has_audio"], row["has_visual"]) == (has_audio, has_face)
         if has_audio:
             assert abs(row["audio_frames"] - seconds * 100) <= 8
         else:
             assert row["audio_frames"] == 0 and row["audio_features"] == b""
-        if has_visual:
+        flags = np.frombuffer(row["visual_face_flags"], np.uint8)
+        if has_video:
             assert abs(row["visual_frames"] - seconds * 5) <= 1
+            assert flags.shape == (row["visual_frames"],)
+            assert flags.any() == has_face and row["face_ratio"] == float(np.mean(flags > 0))
+            if not has_face:
+                assert not decode_visual(row["visual_features"], row["visual_frames"], 64, 64).any()
         else:
             assert row["visual_frames"] == 0 and row["visual_features"] == b""
+            assert flags.shape == (0,)
+
+
+def test_no_face_and_no_audio_is_nothing_for_a_model(
+    extractor: ClipExtractor, tmp_path: Path
+) -> None:
+    """A silent test pattern: no audio, no face frame; not written, counted as an empty clip."""
+    path = mf.mp4(tmp_path / "pattern.mp4", 1.5, audio=False)
+    stats = MediaStats()
+    rows = list(extractor.rows(str(path), str(path), probe(str(path)), None, stats))
+    assert rows == [] and stats.empty_clips == 2 and stats.clips == 0
 
 
 def test_faces_found_in_talking_head_footage(tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ import torch
 
 import avemo_core
 from avemo_core import schema
-from avemo_core.data import batch_from_columns
+from avemo_core.data import NO_FACE_REASON, batch_from_columns, visual_reason
 from avemo_core.labels import CONDITIONS, EMOTIONS
 from avemo_core.schema import (
     CLIP_SCHEMA_VERSION,
@@ -37,6 +37,7 @@ DESIGN_CLIP_COLUMNS = {
     "has_visual": pa.bool_(),
     "audio_frames": pa.int32(),
     "visual_frames": pa.int32(),
+    "visual_face_flags": pa.large_binary(),
     "face_ratio": pa.float32(),
     "audio_active_ratio": pa.float32(),
     "schema_version": pa.int32(),
@@ -50,8 +51,10 @@ def clip_row(
     audio_frames: int,
     visual_frames: int,
     intensities: list[float | None],
+    face_flags: list[int] | None = None,
 ) -> dict:
-    """One clip row as an extractor writes it; a modality with 0 frames is absent."""
+    """One clip row as an extractor writes it; a modality with 0 frames is absent; a face in
+    every frame unless `face_flags` says otherwise."""
     audio = rng.standard_normal((audio_frames, 80)).astype("<f2")  # (Ta, 80)
     visual = rng.integers(0, 256, (visual_frames, 64, 64), dtype=np.uint8)  # (Tv, 64, 64)
     return {
@@ -70,6 +73,7 @@ def clip_row(
         "visual_frames": visual_frames,
         "visual_height": 64,
         "visual_width": 64,
+        "visual_face_flags": bytes([1] * visual_frames if face_flags is None else face_flags),
         "face_ratio": 0.5,
         "audio_active_ratio": 0.8,
         **dict(zip(EMOTIONS, intensities, strict=True)),
@@ -138,6 +142,8 @@ def test_shard_is_readable_by_plain_pyarrow_with_the_documented_recipe(
         assert np.array_equal(scope["audio"], expected_audio)
         assert scope["visual"].shape == (written["visual_frames"], 64, 64)
         assert scope["visual"].tobytes() == written["visual_features"]
+        assert scope["flags"].shape == (written["visual_frames"],)
+        assert scope["flags"].tobytes() == written["visual_face_flags"]
     assert read.column("happiness").to_pylist()[1] is None
 
 
@@ -206,3 +212,59 @@ def test_batch_without_label_columns_is_unlabelled(tmp_path: Path, rows: list[di
     batch = batch_from_columns(columns)
     assert batch.label_known.tolist() == [False] * 3
     assert batch.labels.shape == (3, len(EMOTIONS))
+
+
+def test_faceless_frames_are_masked_out(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    rows = [
+        clip_row(rng, "file:///a.mp4", 4, 5, [None] * 6, face_flags=[1, 0, 2, 0, 1]),
+        clip_row(rng, "file:///b.mp4", 4, 3, [None] * 6),
+    ]
+    batch = batch_from_columns(columns_of(rows, tmp_path))
+    # held frames (2) count as face frames, frames without a face (0) are not seen
+    assert batch.visual_mask.tolist() == [
+        [True, False, True, False, True],
+        [True] * 3 + [False] * 2,
+    ]
+    capped = batch_from_columns(columns_of(rows, tmp_path), max_visual_frames=2)
+    assert capped.visual_mask.tolist() == [[True, False], [True, True]]
+
+
+def test_face_flags_must_match_the_frames(tmp_path: Path) -> None:
+    rows = [clip_row(np.random.default_rng(2), "file:///a.mp4", 4, 5, [None] * 6, [1, 1])]
+    with pytest.raises(ValueError, match="2 flags for 5 frames"):
+        batch_from_columns(columns_of(rows, tmp_path))
+
+
+def test_a_clip_without_face_frames_has_no_visual_input(tmp_path: Path) -> None:
+    """As extraction writes it: has_visual false, the frames and their all-zero flags kept."""
+    row = clip_row(np.random.default_rng(3), "file:///a.mp4", 6, 4, [None] * 6, [0] * 4)
+    row["has_visual"] = False
+    batch = batch_from_columns(columns_of([row], tmp_path))
+    assert batch.has_visual.tolist() == [False] and batch.has_audio.tolist() == [True]
+    assert visual_reason(False, 4) == NO_FACE_REASON
+    assert visual_reason(True, 4) is None and visual_reason(False, 0) is None
+
+
+def version_1_schema() -> pa.Schema:
+    """The clip schema as version 1 wrote it: no face flags."""
+    current = clip_schema()
+    fields = [f for f in current if f.name != "visual_face_flags"]
+    return pa.schema(fields, metadata={**current.metadata, schema.META_SCHEMA_VERSION: b"1"})
+
+
+def test_version_1_shards_are_still_read(tmp_path: Path, rows: list[dict]) -> None:
+    """Version 1 has no per-frame flags: every visual frame counts, as it did."""
+    v1_rows = [{k: v for k, v in r.items() if k != "visual_face_flags"} for r in rows]
+    for r in v1_rows:
+        r["schema_version"] = 1
+    path = tmp_path / "v1.parquet"
+    pq.write_table(pa.Table.from_pylist(v1_rows, schema=version_1_schema()), path)
+    table = pq.read_table(path)
+    assert "visual_face_flags" not in table.column_names
+    columns = {n: table.column(n).to_numpy(zero_copy_only=False) for n in table.column_names}
+    batch = batch_from_columns(columns)
+    assert batch.visual_mask.tolist() == [[True] * 3 + [False] * 2, [False] * 5, [True] * 5]
+    current = batch_from_columns(columns_of(rows, tmp_path))  # the same rows as version 2
+    assert torch.equal(batch.visual, current.visual)
+    assert torch.equal(batch.visual_mask, current.visual_mask)

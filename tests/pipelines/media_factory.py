@@ -131,12 +131,12 @@ def face_frame(step: int, size: tuple[int, int] = (320, 240)) -> np.ndarray:
 
 
 def talking_head_mp4(
-    path: Path, duration_s: float = 4.0, fps: int = 10, sideways: bool = False
+    path: Path, duration_s: float = 4.0, fps: int = 10, sideways: bool = False, audio: bool = True
 ) -> Path:
     """The astronaut photograph moving slightly over a background, with a tone as its voice.
 
     sideways: store the frames turned 90 degrees clockwise with a display matrix that turns them
-    back upright, as phones record portrait video.
+    back upright, as phones record portrait video. audio=False: no audio stream (a silent film).
     """
     count = int(duration_s * fps)
     frames = np.stack([face_frame(i) for i in range(count)])  # (T, H, W, 3)
@@ -147,9 +147,10 @@ def talking_head_mp4(
     ffmpeg(
         "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width}x{height}", "-r", str(fps),
         "-i", "pipe:",
-        "-f", "lavfi", "-i", f"sine=frequency=220:duration={duration_s}:sample_rate=16000",
-        "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-c:a", "aac",
-        "-shortest", "-movflags", "+faststart", target,
+        *(["-f", "lavfi", "-i", f"sine=frequency=220:duration={duration_s}:sample_rate=16000",
+           "-c:a", "aac", "-shortest"] if audio else []),
+        "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p",
+        "-movflags", "+faststart", target,
         stdin=frames.tobytes(),
     )  # fmt: skip
     if sideways:

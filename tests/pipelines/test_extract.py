@@ -46,7 +46,7 @@ def make_corpus(folder: Path) -> Path:
     mf.talking_head_mp4(folder / "face.mp4", 2.0)
     mf.talking_head_mp4(folder / "phone.mp4", 2.0, sideways=True)
     mf.wav(folder / "voice.wav", (np.sin(np.arange(32000) / 5.0) * 8000).astype(np.int16))
-    mf.mp4(folder / "sub/silent-film.mp4", 2.0, audio=False)
+    mf.talking_head_mp4(folder / "sub/silent-film.mp4", 2.0, audio=False)
     for name in HOSTILE:
         mf.mp4(folder / name, 1.0)
     mf.bad_files(folder / "bad")
@@ -113,7 +113,9 @@ def test_every_good_file_extracted_and_every_bad_one_recorded(
     assert not by_uri[str(corpus / "voice.wav")]["has_visual"]
     for name in ("face.mp4", "phone.mp4"):  # faces found with the job's detector settings
         assert all(r["face_ratio"] >= 0.9 for r in rows if r["source_uri"] == str(corpus / name))
-    assert by_uri[str(corpus / "talk.mp4")]["face_ratio"] == 0.0  # a test pattern has no face
+    talk = by_uri[str(corpus / "talk.mp4")]  # a test pattern has no face: no visual input
+    assert talk["face_ratio"] == 0.0 and not talk["has_visual"] and talk["visual_frames"] > 0
+    assert by_uri[str(corpus / "sub/silent-film.mp4")]["has_visual"]
     errors = {
         json.loads(p.read_text())["uri"]: json.loads(p.read_text())
         for p in (out / "_errors").glob("*.json")

@@ -29,7 +29,7 @@ def row(i: int) -> dict:
         "has_audio": True, "has_visual": False,
         "audio_features": bytes(2 * 80 * 3), "audio_frames": 3, "audio_dims": 80,
         "visual_features": b"", "visual_frames": 0, "visual_height": 64, "visual_width": 64,
-        "face_ratio": 0.0, "audio_active_ratio": 1.0,
+        "visual_face_flags": b"", "face_ratio": 0.0, "audio_active_ratio": 1.0,
         **{e: None for e in EMOTIONS}, "schema_version": CLIP_SCHEMA_VERSION,
     }  # fmt: skip
 

@@ -172,9 +172,10 @@ def test_registry_alias_pins_one_version_and_older_labels_are_replaced(
 def test_media_input_extracts_in_the_same_job(tmp_path: Path, checkpoint: Path) -> None:
     media = tmp_path / "media"
     media.mkdir()
-    media_factory.mp4(media / "both.mp4", 2.6)
+    # a video is visual input only where it shows a face: talking heads, not test patterns
+    media_factory.talking_head_mp4(media / "both.mp4", 2.6)
     media_factory.mp4(media / "voice.mp4", 2.0, video=False)
-    media_factory.mp4(media / "face.mp4", 3.0, audio=False)
+    media_factory.talking_head_mp4(media / "face.mp4", 3.0, audio=False)
     (media / "broken.mp4").write_bytes(b"\x00not a media file" * 64)
     out = tmp_path / "out"
     success = run_label(_config(media, out, checkpoint, media_per_part=1))
