@@ -11,13 +11,14 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
+from avemo_core import inference
 from avemo_core.checkpoint import Checkpoint, load_checkpoint
 from avemo_core.data import NO_FACE_REASON, batch_from_columns
-from avemo_core.labels import EMOTIONS
+from avemo_core.labels import CONDITIONS, EMOTIONS
 from avemo_core.media.clips import ClipConfig, ClipExtractor
 from avemo_core.media.probe import probe
 from avemo_core.schema import clip_schema, label_schema, prob_column
-from pipelines.labeller import condition_probabilities, label_columns
+from pipelines.labeller import label_columns
 from tests.pipelines import media_factory as mf
 from tests.pipelines.label_helpers import WINDOW_S, write_checkpoint
 
@@ -75,7 +76,7 @@ def test_the_model_sees_only_face_frames(tmp_path: Path, checkpoint: Checkpoint)
         "audio_features": rng.standard_normal((120, 80)).astype("<f2").tobytes(),
         "audio_frames": 120, "audio_dims": 80,
         "visual_frames": 6, "visual_height": 64, "visual_width": 64,
-        "visual_face_flags": flags.tobytes(), "face_ratio": 4 / 6,
+        "visual_face_flags": flags.tobytes(), "face_ratio": 4 / 6, "audio_active_ratio": 1.0,
         **{e: None for e in EMOTIONS}, "schema_version": 2,
     }  # fmt: skip
 
@@ -84,7 +85,9 @@ def test_the_model_sees_only_face_frames(tmp_path: Path, checkpoint: Checkpoint)
             [{**row, "visual_features": frames.tobytes()}], tmp_path / f"{name}.parquet"
         )
         assert batch_from_columns(columns).visual_mask.tolist() == [(flags > 0).tolist()]
-        return condition_probabilities(checkpoint.model, columns, CPU, (3000, 150))
+        batch = batch_from_columns(columns, 3000, 150)
+        with torch.inference_mode():
+            return inference.probabilities(checkpoint.model, batch, CONDITIONS)
 
     base = probabilities(crops, "base")
     faceless_changed = crops.copy()
