@@ -16,6 +16,7 @@ import torch
 from avemo_core import metrics, training
 from avemo_core.checkpoint import Checkpoint
 from avemo_core.data import Batch
+from avemo_core.metrics import ThresholdConfig
 from pipelines.train import TRAINED_CONDITIONS, Selection, selection_score
 
 
@@ -39,8 +40,14 @@ def evaluate(
 
 
 def validation_score(checkpoint: Checkpoint, batches: Iterable[Batch], mode: str) -> Selection:
-    """The training selection score (`pipelines.train.selection_score`) of `checkpoint` here."""
+    """The training selection score (`pipelines.train.selection_score`) of `checkpoint` here,
+    with thresholds tuned by the rule it was trained with (metadata `threshold_config`)."""
+    rule = checkpoint.metadata.get("threshold_config")
     valid_metrics, _ = training.validate(
-        checkpoint.model, batches, TRAINED_CONDITIONS[mode], torch.device("cpu")
+        checkpoint.model,
+        batches,
+        TRAINED_CONDITIONS[mode],
+        torch.device("cpu"),
+        ThresholdConfig.from_dict(rule) if rule else None,
     )
     return selection_score(mode, valid_metrics)

@@ -139,17 +139,6 @@ def test_config_is_validated(changes: dict, words: str) -> None:
 # -- through the clip extractor, on generated media ------------------------------------------------
 
 
-def video_with_audio(path: Path, audio_filter: str, duration_s: float = 2.0) -> Path:
-    """testsrc2 video with an audio track from a lavfi source, AAC in MP4."""
-    mf.ffmpeg(
-        "-f", "lavfi", "-i", f"testsrc2=size=160x120:rate=10:duration={duration_s}",
-        "-f", "lavfi", "-i", f"{audio_filter}",
-        "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-c:a", "aac",
-        "-t", str(duration_s), path,
-    )  # fmt: skip
-    return path
-
-
 @pytest.fixture(scope="module")
 def extractor() -> ClipExtractor:
     return ClipExtractor(clip=ClipConfig(window_s=1.0))
@@ -163,7 +152,7 @@ def rows_of(extractor: ClipExtractor, path: Path) -> tuple[list[dict], MediaStat
 
 
 def test_silent_track_in_a_video_is_no_audio(extractor: ClipExtractor, tmp_path: Path) -> None:
-    path = video_with_audio(tmp_path / "muted.mp4", "anullsrc=r=48000:cl=stereo")
+    path = mf.talking_head_with_audio(tmp_path / "muted.mp4", "anullsrc=r=48000:cl=stereo")
     rows, stats = rows_of(extractor, path)
     assert len(rows) == 2 and stats.silent_clips == 2
     for row in rows:
@@ -175,7 +164,9 @@ def test_silent_track_in_a_video_is_no_audio(extractor: ClipExtractor, tmp_path:
 def test_dithered_track_is_no_audio(extractor: ClipExtractor, tmp_path: Path) -> None:
     """-70 dBFS white noise (about what a muted export with dither holds)."""
     amplitude = 10 ** (-70 / 20) * np.sqrt(3)  # uniform noise of that RMS
-    path = video_with_audio(tmp_path / "dither.mp4", f"anoisesrc=a={amplitude:.6f}:c=white:r=16000")
+    path = mf.talking_head_with_audio(
+        tmp_path / "dither.mp4", f"anoisesrc=a={amplitude:.6f}:c=white:r=16000"
+    )
     rows, _ = rows_of(extractor, path)
     assert rows and all(not r["has_audio"] and r["audio_active_ratio"] == 0.0 for r in rows)
 
@@ -187,7 +178,7 @@ def test_dithered_track_is_no_audio(extractor: ClipExtractor, tmp_path: Path) ->
 def test_tone_and_noise_tracks_are_audio(
     extractor: ClipExtractor, tmp_path: Path, source: str
 ) -> None:
-    rows, stats = rows_of(extractor, video_with_audio(tmp_path / "a.mp4", source))
+    rows, stats = rows_of(extractor, mf.talking_head_with_audio(tmp_path / "a.mp4", source))
     assert len(rows) == 2 and stats.silent_clips == 0
     assert all(r["has_audio"] and r["audio_active_ratio"] >= 0.95 for r in rows)
     assert all(r["audio_frames"] > 90 for r in rows)

@@ -58,7 +58,7 @@ def test_extract_finds_every_file_of_the_manifest(
         input_uri=str(emodb), output_uri=str(tmp_path / "shards"), manifest_uri=str(manifest)
     )
     plan = plan_extract(config, {})
-    assert (len(plan.tasks), plan.missing, plan.not_in_manifest) == (
+    assert (len(plan.files), plan.missing, plan.not_in_manifest) == (
         70,
         [],
         1,

@@ -180,3 +180,19 @@ def bad_files(folder: Path) -> dict[str, Path]:
     cut = truncated(folder / "truncated.mp4", good)
     good.unlink()
     return {"empty": empty, "text": text, "noise": noise, "truncated": cut}
+
+
+def talking_head_with_audio(path: Path, audio_filter: str, duration_s: float = 2.0) -> Path:
+    """A talking-head video (a real face, so its clips keep their visual input) with an audio
+    track from a lavfi source, AAC in MP4."""
+    fps = 10
+    frames = np.stack([face_frame(i) for i in range(int(duration_s * fps))])  # (T, H, W, 3)
+    height, width = frames.shape[1:3]
+    ffmpeg(
+        "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width}x{height}", "-r", str(fps),
+        "-i", "pipe:", "-f", "lavfi", "-i", f"{audio_filter}",
+        "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-c:a", "aac",
+        "-t", str(duration_s), path,
+        stdin=frames.tobytes(),
+    )  # fmt: skip
+    return path

@@ -1,5 +1,5 @@
 """The face settings of `avemo extract` (--face-detector, --min-face-px, --fps) reach the shards:
-recorded in their metadata and in each file's done marker, so a changed setting re-extracts and an
+recorded in their metadata and in each task's marker, so a changed setting re-extracts and an
 unchanged one does not."""
 
 from __future__ import annotations
@@ -13,13 +13,13 @@ import pytest
 from avemo_core.schema import META_CONFIG
 from jobs.cli import main as cli_main
 from pipelines.extract import ExtractConfig
-from pipelines.extract_media import MediaTask
+from pipelines.extract_media import ExtractTask, MediaTask
 from tests.pipelines import media_factory as mf
 
 
 def test_fingerprint_follows_each_face_setting() -> None:
     base = ExtractConfig(input_uri="in", output_uri="out")
-    task = MediaTask("/media/a.mp4", None)
+    task = ExtractTask((MediaTask("/media/a.mp4", None),))
     same = task.fingerprint(base.replace().extractor_config())
     assert same == task.fingerprint(base.extractor_config())
     changes = {"face_detector": "haar", "min_face_px": 32, "fps": 4.0}
@@ -36,7 +36,7 @@ def stored_visual_config(out: Path) -> dict:
 
 
 def fingerprint(out: Path) -> str:
-    (marker,) = sorted((out / "_done").glob("*.json"))
+    (marker,) = sorted((out / "_tasks").glob("*.json"))
     return json.loads(marker.read_text())["fingerprint"]
 
 

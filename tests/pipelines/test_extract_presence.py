@@ -14,16 +14,6 @@ from jobs.cli import main as cli_main
 from tests.pipelines import media_factory as mf
 
 
-def video_with_audio(path: Path, audio_source: str, duration_s: float = 2.0) -> Path:
-    mf.ffmpeg(
-        "-f", "lavfi", "-i", f"testsrc2=size=160x120:rate=10:duration={duration_s}",
-        "-f", "lavfi", "-i", audio_source,
-        "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-c:a", "aac",
-        "-t", str(duration_s), path,
-    )  # fmt: skip
-    return path
-
-
 def rows_by_name(out: Path) -> dict[str, list[dict]]:
     rows: dict[str, list[dict]] = {}
     for path in sorted(out.glob("*.parquet")):
@@ -41,9 +31,9 @@ def extract(corpus: Path, out: Path, *flags: str) -> dict:
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("presence")
-    video_with_audio(folder / "muted.mp4", "anullsrc=r=48000:cl=stereo")
+    mf.talking_head_with_audio(folder / "muted.mp4", "anullsrc=r=48000:cl=stereo")
     # white noise at about -50 dBFS RMS: audio at the default -60 dBFS floor, silence at -40
-    video_with_audio(folder / "quiet.mp4", "anoisesrc=a=0.0055:c=white:r=16000")
+    mf.talking_head_with_audio(folder / "quiet.mp4", "anoisesrc=a=0.0055:c=white:r=16000")
     return folder
 
 

@@ -12,11 +12,16 @@ from avemo_core import training
 from avemo_core.checkpoint import CONDITIONS_KEY, Checkpoint, save_checkpoint
 from avemo_core.colearning import CoLearningConfig, conditions_for_mode
 from avemo_core.labels import EMOTIONS
+from avemo_core.metrics import ThresholdConfig
 from avemo_core.model import CrossModalTransformer, ModelConfig
 from avemo_core.schema import FEATURE_COLUMNS
 from pipelines import datasets, evaluation, registry, tracking
 from pipelines.train import Selection, selection_score
 from tests.shard_factory import ShardSpec, write_clip_shards
+
+# Tuned even on this small split, so the score follows what the model ranks (the 0.5 fallback
+# would score an untrained model's "everything present" best).
+THRESHOLDS = ThresholdConfig(min_positives=2)
 
 
 def _train_and_save(
@@ -27,12 +32,19 @@ def _train_and_save(
     fingerprint: str,
 ) -> tuple[Path, float]:
     """Train `model` `epochs` more epochs by the plain loop; save it with its real val_score."""
-    config = training.TrainConfig(epochs=epochs, batch_size=8)
+    # A constant rate: each call continues the same model, so more epochs make a better one.
+    config = training.TrainConfig(
+        epochs=epochs, batch_size=8, warmup_epochs=0, lr_schedule="constant"
+    )
     train = datasets.LocalBatches(info, "train", 8)
     valid = datasets.LocalBatches(info, "valid", 8)
     training.fit(model, train, valid, CoLearningConfig(), config, torch.device("cpu"))
     metrics, thresholds = training.validate(
-        model, valid, conditions_for_mode("colearn"), torch.device("cpu")
+        model,
+        valid,
+        conditions_for_mode("colearn"),
+        torch.device("cpu"),
+        THRESHOLDS,
     )
     selection = selection_score("colearn", metrics)
     score = selection.score
@@ -46,6 +58,7 @@ def _train_and_save(
             feature_config=info.feature_config,
             metadata={
                 "metrics": {"val_score": score},
+                "threshold_config": THRESHOLDS.to_dict(),
                 CONDITIONS_KEY: {
                     "trained": ["av", "a", "v"],
                     "validated": sorted(thresholds),
