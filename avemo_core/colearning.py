@@ -78,12 +78,20 @@ def _select_mean(per_sample: torch.Tensor, select: torch.Tensor) -> torch.Tensor
     return total / select.sum().clamp(min=1).to(per_sample.dtype)
 
 
-def masked_bce(logits: torch.Tensor, labels: torch.Tensor, select: torch.Tensor) -> torch.Tensor:
-    """Multi-label BCE averaged over emotions and the selected samples."""
-    per_sample = F.binary_cross_entropy_with_logits(logits.float(), labels, reduction="none").mean(
-        1
-    )
-    return _select_mean(per_sample, select)
+def masked_bce(
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    select: torch.Tensor,
+    label_mask: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Multi-label BCE averaged over the labelled emotions (label_mask, (B, E)) of each selected
+    sample, then over the selected samples."""
+    per_entry = F.binary_cross_entropy_with_logits(logits.float(), labels, reduction="none")
+    if label_mask is None:
+        return _select_mean(per_entry.mean(1), select)
+    weight = label_mask.to(per_entry.dtype)  # (B, E)
+    per_sample = (per_entry * weight).sum(1) / weight.sum(1).clamp(min=1)  # (B,)
+    return _select_mean(per_sample, select & label_mask.any(1))
 
 
 def soft_target_kd(
@@ -142,11 +150,15 @@ def colearning_loss(
     has_audio, has_visual = batch.has_audio, batch.has_visual
     if config.mode == "audio":
         logits = model(batch, views=("a",))
-        terms = {"bce_a": masked_bce(logits["a"], batch.labels, has_audio & known)}
+        terms = {
+            "bce_a": masked_bce(logits["a"], batch.labels, has_audio & known, batch.label_mask)
+        }
         return _finish(terms, {"bce_a": 1.0}, logits)
     if config.mode == "visual":
         logits = model(batch, views=("v",))
-        terms = {"bce_v": masked_bce(logits["v"], batch.labels, has_visual & known)}
+        terms = {
+            "bce_v": masked_bce(logits["v"], batch.labels, has_visual & known, batch.label_mask)
+        }
         return _finish(terms, {"bce_v": 1.0}, logits)
 
     # Selection by what the data holds: a dropped modality still counts as an av sample.
@@ -155,14 +167,14 @@ def colearning_loss(
         if model.training and config.modality_dropout > 0.0:
             batch = _drop_modalities(batch, config.modality_dropout)
         logits = model(batch, views=("av",))
-        terms = {"bce_av": masked_bce(logits["av"], batch.labels, both)}
+        terms = {"bce_av": masked_bce(logits["av"], batch.labels, both, batch.label_mask)}
         return _finish(terms, {"bce_av": 1.0}, logits)
 
     logits = model(batch, views=("av", "a", "v"))  # one encoding of each modality for all three
     terms = {
-        "bce_av": masked_bce(logits["av"], batch.labels, both),
-        "bce_a": masked_bce(logits["a"], batch.labels, has_audio & known),
-        "bce_v": masked_bce(logits["v"], batch.labels, has_visual & known),
+        "bce_av": masked_bce(logits["av"], batch.labels, both, batch.label_mask),
+        "bce_a": masked_bce(logits["a"], batch.labels, has_audio & known, batch.label_mask),
+        "bce_v": masked_bce(logits["v"], batch.labels, has_visual & known, batch.label_mask),
     }
     weights = {"bce_av": 1.0, "bce_a": 1.0, "bce_v": 1.0}
     t = config.temperature

@@ -32,7 +32,14 @@ class Batch:
     visual: torch.Tensor  # (B, Tv, H, W) float32 in [0, 1]
     visual_mask: torch.Tensor  # (B, Tv) bool
     labels: torch.Tensor  # (B, E) float32 in {0, 1}
-    label_known: torch.Tensor  # (B,) bool: False for unlabelled clips
+    label_known: torch.Tensor  # (B,) bool: False for clips with no labelled emotion
+    # (B, E) bool: False where an emotion is unlabelled (a corpus that does not annotate it);
+    # None: every emotion of a known clip is labelled.
+    label_mask: torch.Tensor | None = None
+
+    def __post_init__(self) -> None:
+        if self.label_mask is None:
+            self.label_mask = self.label_known[:, None].expand_as(self.labels).clone()
 
     @property
     def has_audio(self) -> torch.Tensor:  # (B,) bool
@@ -88,15 +95,18 @@ def visual_reason(has_visual: bool, visual_frames: int) -> str | None:
 
 
 def _label_arrays(columns: Mapping[str, Any], size: int) -> tuple[np.ndarray, np.ndarray]:
-    """(B, E) 0/1 labels and (B,) known flags from the per-emotion intensity columns."""
+    """(B, E) 0/1 labels and (B, E) labelled flags from the per-emotion intensity columns.
+
+    Labelled is per emotion: a corpus that does not annotate surprise leaves it null, and its
+    clips still teach the other five."""
     if not all(e in columns for e in EMOTIONS):
-        return np.zeros((size, len(EMOTIONS)), np.float32), np.zeros(size, bool)
+        return np.zeros((size, len(EMOTIONS)), np.float32), np.zeros((size, len(EMOTIONS)), bool)
     intensity = np.stack(
         [np.asarray(columns[e], dtype=np.float64) for e in EMOTIONS], axis=1
     )  # (B, E), NaN where unlabelled
-    known = ~np.isnan(intensity).any(axis=1)
-    labels = np.where(np.isnan(intensity), 0.0, intensity > 0.0).astype(np.float32)
-    return labels, known
+    labelled = ~np.isnan(intensity)  # (B, E)
+    labels = np.where(labelled, intensity > 0.0, 0.0).astype(np.float32)
+    return labels, labelled
 
 
 def batch_from_columns(
@@ -143,8 +153,8 @@ def batch_from_columns(
         audio_list.append(audio[:max_audio_frames] if max_audio_frames else audio)
         visual_list.append(visual[:max_visual_frames] if max_visual_frames else visual)
         valid_list.append(valid[:max_visual_frames] if max_visual_frames else valid)
-    labels, known = _label_arrays(columns, size)
-    return collate(audio_list, visual_list, labels, known, valid_list)
+    labels, labelled = _label_arrays(columns, size)
+    return collate(audio_list, visual_list, labels, labelled, valid_list)
 
 
 def collate(
@@ -172,12 +182,15 @@ def collate(
         audio_mask[i, : a.shape[0]] = True
         visual_out[i, : v.shape[0]] = v.astype(np.float32) / 255.0
         visual_mask[i, : v.shape[0]] = True if visual_valid is None else visual_valid[i]
+    num_labels = np.shape(labels)[1] if np.ndim(labels) == 2 else len(EMOTIONS)
     known = np.ones(size, bool) if label_known is None else np.asarray(label_known, bool)
+    mask = np.broadcast_to(known[:, None], (size, num_labels)) if known.ndim == 1 else known
     return Batch(
         audio=torch.from_numpy(audio_out),
         audio_mask=torch.from_numpy(audio_mask),
         visual=torch.from_numpy(visual_out),
         visual_mask=torch.from_numpy(visual_mask),
         labels=torch.from_numpy(np.asarray(labels, np.float32)),
-        label_known=torch.from_numpy(known),
+        label_known=torch.from_numpy(np.ascontiguousarray(mask.any(axis=1))),
+        label_mask=torch.from_numpy(np.ascontiguousarray(mask)),
     )

@@ -1,7 +1,9 @@
 """Multi-label emotion metrics per emotion and averaged: WA, F1, AUC, micro-F1, Jaccard; thresholds.
 
 Plain vectorised numpy (scikit-learn is only the tests' reference). Arrays are (N, E): N samples,
-E emotions in logit order; labels are 0/1. An emotion is decided present when prob >= threshold.
+E emotions in logit order; labels are 0/1, or NaN where an emotion is unlabelled (a corpus that
+does not annotate it): such entries count nowhere, neither as positives nor as negatives. An
+emotion is decided present when prob >= threshold.
 
 Undefined values are NaN and left out of the macro means (`np.nanmean`), never silently 0 or 1:
 - An emotion without positives or without negatives in the data has no WA, F1 or AUC there: all
@@ -58,15 +60,15 @@ class ThresholdConfig(FrozenConfig):
 
 
 def _check(probs: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Validated float64 probabilities and 0/1 labels of one (N, E) shape."""
+    """Validated float64 probabilities and 0/1/NaN (unlabelled) labels of one (N, E) shape."""
     probs = np.asarray(probs, dtype=np.float64)
     labels = np.asarray(labels, dtype=np.float64)
     if probs.ndim != 2 or probs.shape != labels.shape:
         raise ValueError(f"probs {probs.shape} and labels {labels.shape} must both be (N, E)")
     if not np.isfinite(probs).all():
         raise ValueError("probs contain NaN or infinity")
-    if not np.isin(labels, (0.0, 1.0)).all():
-        raise ValueError("labels must be 0/1 (drop unlabelled samples first)")
+    if not (np.isin(labels, (0.0, 1.0)) | np.isnan(labels)).all():
+        raise ValueError("labels must be 0/1, or NaN where unlabelled")
     return probs, labels
 
 
@@ -102,10 +104,11 @@ def tune_thresholds(
     config = config or ThresholdConfig()
     probs, labels = _check(probs, labels)
     grid = config.grid()  # (G,)
-    truth = labels.astype(bool)[None]  # (1, N, E)
+    labelled = ~np.isnan(labels)[None]  # (1, N, E)
+    truth = (labels == 1.0)[None]  # (1, N, E)
     pred = probs[None] >= grid[:, None, None]  # (G, N, E)
     tp = (pred & truth).sum(axis=1).astype(np.float64)  # (G, E)
-    fp = (pred & ~truth).sum(axis=1).astype(np.float64)
+    fp = (pred & ~truth & labelled).sum(axis=1).astype(np.float64)
     fn = (~pred & truth).sum(axis=1).astype(np.float64)
     b2 = config.beta**2
     denominator = (1 + b2) * tp + b2 * fn + fp
@@ -116,7 +119,7 @@ def tune_thresholds(
     distance = np.where(best, np.abs(grid - config.fallback)[:, None], np.inf)  # (G, E)
     chosen = grid[np.argmin(distance, axis=0)]  # (E,)
     positives = truth[0].sum(axis=0)  # (E,)
-    negatives = probs.shape[0] - positives
+    negatives = labelled[0].sum(axis=0) - positives
     enough = (positives >= config.min_positives) & (negatives >= config.min_positives)
     return np.where(enough, chosen, config.fallback)
 
@@ -140,6 +143,13 @@ def roc_auc(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
     NaN for an emotion with only one label value: its AUC is undefined.
     """
     probs, labels = _check(probs, labels)
+    if np.isnan(labels).any():  # per emotion over its labelled samples
+        out = np.full(labels.shape[1], np.nan)
+        for j in range(labels.shape[1]):
+            rows = ~np.isnan(labels[:, j])
+            if rows.any():
+                out[j] = roc_auc(probs[rows, j : j + 1], labels[rows, j : j + 1])[0]
+        return out
     n, e = probs.shape
     scores, ys, group_start = _sorted_desc(probs, labels)
     # Tie groups numbered across all columns (column-major) so one bincount averages every group.
@@ -185,12 +195,13 @@ def emotion_metrics(
         raise ValueError(
             f"{probs.shape[1]} emotions but {thresholds.shape} thresholds and {len(names)} names"
         )
-    truth = labels.astype(bool)  # (N, E)
-    pred = decide(probs, thresholds)  # (N, E)
+    labelled = ~np.isnan(labels)  # (N, E)
+    truth = labels == 1.0  # (N, E)
+    pred = decide(probs, thresholds) & labelled  # (N, E): unlabelled entries decide nothing
     tp = (pred & truth).sum(axis=0).astype(np.float64)  # (E,)
     fp = (pred & ~truth).sum(axis=0).astype(np.float64)
     fn = (~pred & truth).sum(axis=0).astype(np.float64)
-    tn = (~pred & ~truth).sum(axis=0).astype(np.float64)
+    tn = (~pred & ~truth & labelled).sum(axis=0).astype(np.float64)
     both = (tp + fn > 0) & (tn + fp > 0)  # (E,): positives and negatives present
     wa = np.where(both, (_ratio(tp, tp + fn) + _ratio(tn, tn + fp)) / 2.0, np.nan)
     f1 = np.where(both, _ratio(2 * tp, 2 * tp + fp + fn), np.nan)

@@ -202,7 +202,8 @@ def predict(
     conditions: Sequence[str],
     device: torch.device,
 ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """condition -> (N, E) probabilities and (N, E) labels of the labelled samples that can form it.
+    """condition -> (N, E) probabilities and (N, E) labels of the labelled samples that can form it
+    (labels NaN where an emotion is unlabelled).
 
     One pass over the data for all conditions, through the shared inference core.
     """
@@ -210,11 +211,12 @@ def predict(
     probs: dict[str, list[np.ndarray]] = {c: [] for c in conditions}
     labels: dict[str, list[np.ndarray]] = {c: [] for c in conditions}
     for batch in batches:
-        known = batch.label_known.cpu().numpy()  # (B,)
+        labelled = batch.label_mask.cpu().numpy()  # (B, E)
+        known = batch.label_known.cpu().numpy() & labelled.any(axis=1)  # (B,)
         if not known.any():
             continue
         out = inference.probabilities(model, batch.to(device), conditions)
-        truth = batch.labels.cpu().numpy()  # (B, E)
+        truth = np.where(labelled, batch.labels.cpu().numpy(), np.nan)  # (B, E)
         has_audio, has_visual = batch.has_audio.cpu().numpy(), batch.has_visual.cpu().numpy()
         for condition in conditions:
             keep = known & inference.can_form(has_audio, has_visual, condition)

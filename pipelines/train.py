@@ -189,14 +189,15 @@ def split_conditions(info: datasets.ShardInfo, split: str) -> dict[str, tuple[in
         [table.column(e).to_numpy(zero_copy_only=False).astype(np.float64) for e in EMOTIONS],
         axis=1,
     )  # (N, E), NaN where unlabelled
-    known = ~np.isnan(intensity).any(axis=1)  # (N,)
+    known = ~np.isnan(intensity).all(axis=1)  # (N,): some emotion labelled
     has_audio = table.column("has_audio").to_numpy(zero_copy_only=False)
     has_visual = table.column("has_visual").to_numpy(zero_copy_only=False)
     out: dict[str, tuple[int, bool]] = {}
     for condition in CONDITIONS:
         rows = known & inference.can_form(has_audio, has_visual, condition)  # (N,)
-        present = intensity[rows] > 0.0  # (n, E)
-        both = bool((present.any(axis=0) & (~present).any(axis=0)).any())
+        present = intensity[rows] > 0.0  # (n, E); NaN (unlabelled) is neither
+        absent = intensity[rows] == 0.0
+        both = bool((present.any(axis=0) & absent.any(axis=0)).any())
         out[condition] = (int(rows.sum()), both)
     return out
 

@@ -18,6 +18,7 @@ from avemo_core.colearning import (
     CoLearningConfig,
     colearning_loss,
     conditions_for_mode,
+    masked_bce,
     soft_target_kd,
 )
 from avemo_core.config import ConfigError
@@ -237,3 +238,18 @@ def test_colearning_through_a_distributed_data_parallel_wrapper(tmp_path: Path) 
     assert via_ddp.parts == pytest.approx(direct.parts, rel=1e-6)
     for (name, p), q in zip(plain.named_parameters(), twin.parameters(), strict=True):
         torch.testing.assert_close(q.grad, p.grad, msg=name)
+
+
+def test_unlabelled_emotions_add_no_loss() -> None:
+    """An emotion a clip leaves unlabelled (label_mask False) neither teaches nor is taught: the
+    BCE equals the mean over the labelled entries only, whatever the label tensor holds there."""
+    logits = torch.tensor([[2.0, -1.0, 0.5], [0.0, 1.0, -2.0]])
+    labels = torch.tensor([[1.0, 0.0, 1.0], [0.0, 1.0, 0.0]])
+    mask = torch.tensor([[True, True, False], [False, False, False]])
+    select = torch.tensor([True, True])
+    loss = masked_bce(logits, labels, select, mask)
+    expected = torch.nn.functional.binary_cross_entropy_with_logits(logits[0, :2], labels[0, :2])
+    assert loss.item() == pytest.approx(expected.item())
+    flipped = labels.clone()
+    flipped[0, 2] = 0.0
+    assert masked_bce(logits, flipped, select, mask).item() == pytest.approx(loss.item())

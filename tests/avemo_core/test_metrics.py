@@ -260,7 +260,7 @@ def test_threshold_config_is_validated() -> None:
         (np.zeros((3, 2)), np.zeros((3, 3)), "must both be"),
         (np.full((2, 1), np.nan), np.zeros((2, 1)), "NaN"),
         (np.zeros((2, 1)), np.full((2, 1), 0.5), "0/1"),
-        (np.zeros((2, 1)), np.full((2, 1), np.nan), "0/1"),
+        (np.zeros((2, 1)), np.full((2, 1), 2.0), "0/1"),
     ],
 )
 def test_bad_inputs_are_refused(probs: np.ndarray, labels: np.ndarray, message: str) -> None:
@@ -272,3 +272,29 @@ def test_wrong_threshold_count_is_refused() -> None:
     probs, labels = random_case(0, n=10)
     with pytest.raises(ValueError, match="thresholds"):
         emotion_metrics(probs, labels, np.full(5, 0.5))
+
+
+def test_unlabelled_entries_count_nowhere() -> None:
+    """NaN labels (an emotion a corpus does not annotate) are left out per emotion: the metrics
+    equal those computed on each emotion's labelled rows alone."""
+    rng = np.random.default_rng(3)
+    probs = rng.random((80, 3))
+    labels = (rng.random((80, 3)) < 0.4).astype(np.float64)
+    partial = labels.copy()
+    partial[:30, 1] = np.nan  # emotion 1 unlabelled on the first 30 clips
+    partial[:, 2] = np.nan  # emotion 2 never labelled (as surprise in CREMA-D)
+    thresholds = np.full(3, 0.5)
+    out = emotion_metrics(probs, partial, thresholds, names=("x", "y", "z"))
+    alone = emotion_metrics(probs[30:, 1:2], labels[30:, 1:2], thresholds[:1], names=("y",))
+    full = emotion_metrics(probs[:, :1], labels[:, :1], thresholds[:1], names=("x",))
+    for metric in ("wa", "f1", "auc"):
+        assert out[f"{metric}/y"] == pytest.approx(alone[f"{metric}/y"])
+        assert out[f"{metric}/x"] == pytest.approx(full[f"{metric}/x"])
+        assert np.isnan(out[f"{metric}/z"])
+        assert out[metric] == pytest.approx((full[f"{metric}/x"] + alone[f"{metric}/y"]) / 2)
+    tuned = tune_thresholds(probs, partial, ThresholdConfig(min_positives=5))
+    assert (
+        tuned[1]
+        == tune_thresholds(probs[30:, 1:2], labels[30:, 1:2], ThresholdConfig(min_positives=5))[0]
+    )
+    assert tuned[2] == ThresholdConfig().fallback

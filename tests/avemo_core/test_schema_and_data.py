@@ -268,3 +268,15 @@ def test_version_1_shards_are_still_read(tmp_path: Path, rows: list[dict]) -> No
     current = batch_from_columns(columns_of(rows, tmp_path))  # the same rows as version 2
     assert torch.equal(batch.visual, current.visual)
     assert torch.equal(batch.visual_mask, current.visual_mask)
+
+
+def test_an_unannotated_emotion_leaves_the_others_labelled(
+    tmp_path: Path, rows: list[dict]
+) -> None:
+    """A corpus without surprise (null there) still labels its clips' other five emotions."""
+    rows = [{**rows[0], "surprise": None}, *rows[1:]]
+    batch = batch_from_columns(columns_of(rows, tmp_path))
+    assert batch.label_known.tolist() == [True, False, True]
+    assert batch.label_mask[0].tolist() == [e != "surprise" for e in EMOTIONS]
+    assert batch.label_mask[1].tolist() == [False] * len(EMOTIONS)
+    assert batch.label_mask[2].tolist() == [True] * len(EMOTIONS)
