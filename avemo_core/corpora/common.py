@@ -201,3 +201,15 @@ def require_found(
         else ""
     )
     raise CorpusError(f"no {what} found under {corpus_dir}{hint}")
+
+
+def scan_media_names(
+    corpus_dir: Path, parse: Callable[[Path], Utterance | None], what: str
+) -> Scan:
+    """The scan of a corpus whose labels live in its file names: every media file under
+    `corpus_dir` parsed by `parse`, one copy per recording; CorpusError naming `what` if none."""
+    skipped = Skipped()
+    found = parse_files(media_files(corpus_dir), corpus_dir, parse, skipped)
+    utterances = keep_one_per_key(found, corpus_dir, skipped)
+    require_found(utterances, what, corpus_dir, skipped)
+    return Scan(utterances, skipped)

@@ -24,13 +24,9 @@ from pathlib import Path
 
 from avemo_core.corpora.common import (
     Scan,
-    Skipped,
     Utterance,
-    keep_one_per_key,
-    media_files,
     one_hot,
-    parse_files,
-    require_found,
+    scan_media_names,
 )
 
 NAME = "ravdess"
@@ -74,11 +70,7 @@ def parse(path: Path) -> Utterance | None:
 
 
 def scan(corpus_dir: Path) -> Scan:
-    skipped = Skipped()
-    found = parse_files(media_files(corpus_dir), corpus_dir, parse, skipped)
-    utterances = keep_one_per_key(found, corpus_dir, skipped)
-    require_found(utterances, "RAVDESS files (MM-VV-EE-II-SS-RR-AA.wav)", corpus_dir, skipped)
-    return Scan(utterances, skipped)
+    return scan_media_names(corpus_dir, parse, "RAVDESS files (MM-VV-EE-II-SS-RR-AA.wav)")
 
 
 def metadata() -> dict[str, object]:
