@@ -16,6 +16,7 @@ import json
 import math
 import shutil
 import tempfile
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -46,6 +47,11 @@ class Registration:
     gate: str  # the one-line decision shown to the user
 
 
+# MLflow warns on every integer input column that missing values would break it; ours are frame
+# counts and shapes, never missing, so the hint is noise a user would read as failure.
+_INTEGER_HINT = "Hint: Inferred schema contains integer column"
+
+
 def _signature(checkpoint_dir: Path, example: pd.DataFrame) -> object:
     from mlflow.models import infer_signature
 
@@ -53,7 +59,9 @@ def _signature(checkpoint_dir: Path, example: pd.DataFrame) -> object:
 
     model = AvemoEmotionModel()
     model.checkpoint = load_checkpoint(checkpoint_dir)
-    return infer_signature(example, model.predict(None, example))
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=_INTEGER_HINT)
+        return infer_signature(example, model.predict(None, example))
 
 
 def register(
@@ -84,7 +92,8 @@ def register(
         model_dir.mkdir()
         for file in (WEIGHTS_FILE, META_FILE):
             shutil.copy2(checkpoint_dir / file, model_dir / file)
-        with mlflow.start_run(run_id=run_id):
+        with mlflow.start_run(run_id=run_id), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=_INTEGER_HINT)
             info = mlflow.pyfunc.log_model(
                 name="model",
                 python_model=str(PYFUNC_CODE),
