@@ -29,30 +29,23 @@ POOLINGS = ("stats", "mean")
 # Floor of a corpus standard deviation and of a pooled variance: keeps a constant bin finite.
 _EPS = 1e-5
 
+# Very small and fast on CPU: the unit tests' model.
+_TINY: dict[str, object] = dict(
+    d_model=32,
+    num_heads=2,
+    audio_layers=1,
+    visual_layers=1,
+    cross_layers=1,
+    ff_mult=2,
+    cnn_channels=8,
+    dropout=0.0,
+)
+
 _SIZES: dict[str, dict[str, object]] = {
-    # Very small and fast on CPU: the unit tests' model.
-    "tiny": dict(
-        d_model=32,
-        num_heads=2,
-        audio_layers=1,
-        visual_layers=1,
-        cross_layers=1,
-        ff_mult=2,
-        cnn_channels=8,
-        dropout=0.0,
-    ),
+    "tiny": _TINY,
     # The real-speech recipe (`avemo train`'s default): tiny's width with dropout. On RAVDESS speech
     # (960 training clips) it matched or beat wider models on validation at a fraction of the cost.
-    "small": dict(
-        d_model=32,
-        num_heads=2,
-        audio_layers=1,
-        visual_layers=1,
-        cross_layers=1,
-        ff_mult=2,
-        cnn_channels=8,
-        dropout=0.1,
-    ),
+    "small": dict(_TINY, dropout=0.1),
     # Wider; for larger corpora. Still trainable on CPU.
     "base": {},
 }

@@ -151,3 +151,13 @@ def write_clip_shards(root: str | Path, spec: ShardSpec | None = None) -> dict[s
     success = {"rows": len(rows), "splits": counts, "config": extractor_config(spec), "errors": 0}
     (root / "_SUCCESS.json").write_text(json.dumps(success, indent=2) + "\n")
     return counts
+
+
+def rows_by_clip(out: Path) -> dict[str, dict]:
+    """Clip id -> row over every shard in `out`; a clip in two rows fails the calling test."""
+    rows: dict[str, dict] = {}
+    for path in sorted(out.glob("*.parquet")):
+        for row in pq.read_table(path).to_pylist():
+            assert row["clip_id"] not in rows, f"duplicate clip {row['clip_id']}"
+            rows[row["clip_id"]] = row
+    return rows

@@ -53,3 +53,9 @@ def ray_head(auth_env: dict[str, str]) -> Iterator[dict[str, str]]:
 
 def head_log(head: dict[str, str]) -> str:
     return (Path(head["temp"]) / "head.log").read_text(errors="replace")[-2000:]
+
+
+def label_argv(shards: Path, out: Path, checkpoint: Path) -> list[str]:
+    """`avemo label` as a job's entrypoint: it runs in the head's environment, so the venv's own
+    `avemo`, by absolute path."""
+    return [str(BIN / "avemo"), "label", str(shards), str(out), "--model", str(checkpoint)]

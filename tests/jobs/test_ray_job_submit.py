@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from pipelines.label_store import LabelStore
-from tests.jobs.ray_head import BIN, head_log
+from tests.jobs.ray_head import head_log, label_argv
 from tests.jobs.ray_head import ray_head as start_ray_head
 from tests.pipelines.label_helpers import check_label_rows, write_checkpoint
 from tests.shard_factory import ShardSpec, write_clip_shards
@@ -80,15 +80,7 @@ def test_label_job_submitted_through_the_jobs_api(tmp_path: Path, jobs_client) -
     write_clip_shards(tmp_path / "shards", ShardSpec(clips=12, seed=5))
     checkpoint = write_checkpoint(tmp_path / "checkpoint")
     out = tmp_path / "labels"
-    # The entrypoint runs in the head's environment: the venv's own `avemo`, by absolute path.
-    argv = [
-        str(BIN / "avemo"),
-        "label",
-        str(tmp_path / "shards"),
-        str(out),
-        "--model",
-        str(checkpoint),
-    ]
+    argv = label_argv(tmp_path / "shards", out, checkpoint)
     job_id = _submit(jobs_client, shlex.join(argv))
     status = _wait(jobs_client, job_id)
     logs = jobs_client.get_job_logs(job_id)
@@ -109,7 +101,7 @@ def test_killed_run_resumes_where_it_stopped(
     checkpoint = write_checkpoint(tmp_path / "checkpoint")
     out = tmp_path / "labels"
     argv = [
-        str(BIN / "avemo"), "label", str(tmp_path / "shards"), str(out), "--model", str(checkpoint),
+        *label_argv(tmp_path / "shards", out, checkpoint),
         "--ray-address", ray_head["gcs"], "--batch-size", "4", "--media-per-part", "4",
     ]  # fmt: skip
     env = {**os.environ, **HEAD_ENV}

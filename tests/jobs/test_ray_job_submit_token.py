@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from pipelines.label_store import LabelStore
-from tests.jobs.ray_head import BIN, head_log, ray_head
+from tests.jobs.ray_head import BIN, head_log, label_argv, ray_head
 from tests.pipelines.label_helpers import check_label_rows, write_checkpoint
 from tests.shard_factory import ShardSpec, write_clip_shards
 
@@ -63,14 +63,7 @@ def test_submit_needs_the_token_and_runs_with_it(
     write_clip_shards(tmp_path / "shards", ShardSpec(clips=6, seed=7))
     checkpoint = write_checkpoint(tmp_path / "checkpoint")
     out = tmp_path / "labels"
-    entry = [
-        str(BIN / "avemo"),
-        "label",
-        str(tmp_path / "shards"),
-        str(out),
-        "--model",
-        str(checkpoint),
-    ]
+    entry = label_argv(tmp_path / "shards", out, checkpoint)
     submit = ["job", "submit", "--address", token_head["jobs"], "--", *entry]
 
     refused = _ray_cli(submit, _client_env(), 120)

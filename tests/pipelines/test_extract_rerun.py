@@ -12,23 +12,13 @@ import sys
 import time
 from pathlib import Path
 
-import pyarrow.parquet as pq
-
 from pipelines.extract import ExtractConfig, run_extract
 from pipelines.extract_media import MediaTask, group_tasks
 from tests.pipelines import media_factory as mf
+from tests.shard_factory import rows_by_clip
 
 FILES = 6
 FILES_PER_TASK = 2
-
-
-def rows_by_clip(out: Path) -> dict[str, dict]:
-    rows: dict[str, dict] = {}
-    for path in sorted(out.glob("*.parquet")):
-        for row in pq.read_table(path).to_pylist():
-            assert row["clip_id"] not in rows, f"duplicate clip {row['clip_id']}"
-            rows[row["clip_id"]] = row
-    return rows
 
 
 def wait_for_done_markers(out: Path, proc: subprocess.Popen, timeout_s: float = 240.0) -> int:

@@ -19,15 +19,7 @@ from pipelines.extract_media import MediaTask, group_tasks
 from pipelines.shards import ShardStore, ShardWriter
 from tests import shard_factory
 from tests.pipelines import media_factory as mf
-
-
-def rows_by_clip(out: Path) -> dict[str, dict]:
-    rows: dict[str, dict] = {}
-    for path in sorted(out.glob("*.parquet")):
-        for row in pq.read_table(path).to_pylist():
-            assert row["clip_id"] not in rows, f"duplicate clip {row['clip_id']}"
-            rows[row["clip_id"]] = row
-    return rows
+from tests.shard_factory import rows_by_clip
 
 
 def tone(path: Path, seconds: float) -> Path:
