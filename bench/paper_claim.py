@@ -81,6 +81,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--reverse", action="store_true", help="walk the grid backwards (a second driver)"
     )
+    parser.add_argument(
+        "--variants", nargs="+", help="run only these models, in this order (default: the grid)"
+    )
     parser.add_argument("--page-only", action="store_true", help="rebuild from results.json")
     return parser.parse_args(argv)
 
@@ -108,7 +111,12 @@ def main(argv: list[str] | None = None) -> int:
         config = config_from(args)
         deadline_s = args.deadline_min * 60 if args.deadline_min else None
         results = experiment.run_experiment(
-            config, out, args.mlflow_uri, deadline_s=deadline_s, reverse=args.reverse
+            config,
+            out,
+            args.mlflow_uri,
+            deadline_s=deadline_s,
+            reverse=args.reverse,
+            only=args.variants,
         )
         argv_text = " ".join(sys.argv[1:] if argv is None else argv)
         results["command"] = f"python bench/paper_claim.py {argv_text}".strip()

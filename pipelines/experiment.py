@@ -18,7 +18,7 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -270,12 +270,15 @@ def run_experiment(
     log: Log = print,
     deadline_s: float | None = None,
     reverse: bool = False,
+    only: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """Prepare the corpus, run every (seed, variant) not yet saved, and return the results dict
     the report module turns into the page. The four modes run for every seed before the ablations,
     so a deadline (seconds of wall time for the whole call; no run starts after it) cuts ablations
     first; what it cuts is listed as missing. Two drivers may share one output folder and split
-    the grid (the second with `reverse`): each run is claimed before it starts."""
+    the grid (the second with `reverse`): each run is claimed before it starts. With `only` (variant
+    names), just those variants run, in that order and each for every seed before the next; the
+    results still hold every finished run in the folder."""
     import ray
 
     out = Path(out_dir).resolve()
@@ -294,13 +297,20 @@ def run_experiment(
     missing = []
     # The four modes for every seed first, then the ablations: a deadline cuts ablations first.
     variants = config.variants()
-    order = [
-        (seed, v)
-        for core in (True, False)
-        for seed in config.seeds
-        for v in variants
-        if (v.name in CORE) == core
-    ]
+    if only is not None:
+        by_name = {v.name: v for v in variants}
+        unknown = sorted(set(only) - set(by_name))
+        if unknown:
+            raise ValueError(f"unknown variant(s) {unknown}; choose from {sorted(by_name)}")
+        order = [(seed, by_name[name]) for name in only for seed in config.seeds]
+    else:
+        order = [
+            (seed, v)
+            for core in (True, False)
+            for seed in config.seeds
+            for v in variants
+            if (v.name in CORE) == core
+        ]
     if reverse:
         order.reverse()
     for seed, variant in order:
