@@ -328,7 +328,10 @@ def prepare_corpus(config: ExperimentConfig, out_dir: Path, log: Log = print) ->
     synth_config = SynthConfig(clips=config.clips, seed=config.corpus_seed)
     corpus_json = corpus_dir / "corpus.json"
     done = (corpus_dir / MANIFEST_NAME).exists() and corpus_json.exists()
-    fresh = not done or json.loads(corpus_json.read_text()).get("config") != synth_config.to_dict()
+    # Compared as configs, so a field added since (at its default) does not remake the corpus.
+    fresh = not done or SynthConfig.from_dict(json.loads(corpus_json.read_text())["config"]) != (
+        synth_config
+    )
     if fresh:
         log(f"experiment: synthesising {config.clips} clips into {corpus_dir}")
         write_corpus(corpus_dir, synth_config, progress=log, workers=2)
