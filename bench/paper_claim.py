@@ -141,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     results_path.write_text(json.dumps(results, indent=2) + "\n")
     written = experiment_report.write_page(results, page, page.with_suffix(".png"))
     (page.parent / "results.json").write_text(results_path.read_text())
-    summary = experiment_report.aggregate(results["runs"])
+    summary = experiment_report.aggregate(experiment_report.page_runs(results)[0])
     checks = experiment_report.check_claims(summary)
     for check in checks:
         print(

@@ -510,13 +510,26 @@ def page(results: Mapping[str, Any], png_name: str) -> str:
             "",
         ]
     checks = check_claims(summary)
-    out += ["## Reading", "", *in_short(checks, summary, {**results, "runs": runs}), ""]
+    reading = in_short(checks, summary, {**results, "runs": runs})
+    if earlier:
+        reading = [
+            "Rows marked † come from an earlier grid with other training code (see Setup): a check "
+            "that sets a † row against a row of this grid compares two code versions as well as "
+            "two models. " + reading[0]
+        ]
+    out += ["## Reading", "", *reading, ""]
     out += ["The claim's parts, tested on macro-F1 (means over seeds):", ""]
     for check in checks:
         verdict = {True: "**holds**", False: "**does not hold**", None: "**not measured**"}[
             check.holds
         ]
-        out.append(f"- {check.claim}: {verdict}. {check.measured}.")
+        mixed = sorted(v for v in earlier if f"`{v}`" in check.claim)
+        note = (
+            f" (compares with † {', '.join(f'`{v}`' for v in mixed)}, from the earlier grid)"
+            if mixed
+            else ""
+        )
+        out.append(f"- {check.claim}: {verdict}. {check.measured}{note}.")
     uncalibrated = _uncalibrated_lines(runs, summary)
     if uncalibrated:
         out += [
@@ -539,7 +552,10 @@ def page(results: Mapping[str, Any], png_name: str) -> str:
     if absent:
         out += [f"- `{v}` seed {seed}: {reasons.get((v, seed), 'not run')}" for v, seed in absent]
     else:
-        out.append(f"None: all {len(variants)} models x {len(seeds)} seeds finished.")
+        out.append(
+            f"None: all {len(variants)} models x {len(seeds)} seeds finished"
+            + (" († rows: in the earlier grid)." if earlier else ".")
+        )
     out += [
         "",
         "## Per-seed runs",

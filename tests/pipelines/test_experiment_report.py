@@ -237,7 +237,9 @@ def test_rows_from_an_earlier_grid_fill_missing_variants_and_are_marked() -> Non
     assert "`python bench/paper_claim.py --old` at commit `0ldc0mm1t`" in text
     assert "(mean pooling)" in text
     assert "| `audio` † | 0 |" in text and "| `av` | 0 |" in text
-    assert "None: all 6 models x 3 seeds finished." in text
+    assert "None: all 6 models x 3 seeds finished († rows: in the earlier grid)." in text
+    assert "compares with † `audio`, from the earlier grid" in text
+    assert "compare two code versions" not in text and "compares two code versions" in text
 
 
 def test_page_names_no_machine_path_for_the_tracking_store() -> None:
