@@ -1,5 +1,5 @@
 """The demo's closing report: tags per clip under each modality next to the truth, per-file tags,
-and the command that opens the MLflow UI on the training run."""
+how well the tags match the truth (Jaccard), and the command that opens the MLflow UI on the run."""
 
 from __future__ import annotations
 
@@ -27,6 +27,19 @@ def _truth(plan: Any, start_s: float, end_s: float) -> list[str]:
         if segment.start_s < end_s and segment.end_s > start_s:
             present |= np.asarray(segment.intensities) > 0
     return [e for e, on in zip(EMOTIONS, present, strict=True) if on]
+
+
+def jaccard(predicted: Sequence[str], truth: Sequence[str]) -> float:
+    """|predicted & truth| / |predicted | truth|: 1 for a perfect tag set, 0 for no overlap (two
+    empty sets agree: 1). One number per clip or file that punishes both missed and extra tags."""
+    tagged, true = set(predicted), set(truth)
+    union = tagged | true
+    return len(tagged & true) / len(union) if union else 1.0
+
+
+def mean_jaccard(pairs: Sequence[tuple[Sequence[str], Sequence[str]]]) -> float:
+    """Mean `jaccard` over (predicted, truth) pairs; NaN for none."""
+    return float(np.mean([jaccard(p, t) for p, t in pairs])) if pairs else float("nan")
 
 
 def _table(rows: list[list[str]], log: Callable[[str], None]) -> None:
@@ -58,7 +71,10 @@ def print_report(
 
     name, version, run_id = model["model_name"], model["model_version"], model["model_run_id"]
     log(f"model {name} v{version} (MLflow run {run_id})")
-    rows = [["file", "clip", "streams", *(CONDITION_TITLES[c] for c in CONDITIONS), "truth"]]
+    rows = [
+        ["file", "clip", "streams", *(CONDITION_TITLES[c] for c in CONDITIONS), "truth", "jaccard"]
+    ]
+    clip_pairs: list[tuple[list[str], list[str]]] = []
     for row in labels:
         cells = []
         for condition in CONDITIONS:
@@ -71,20 +87,41 @@ def print_report(
         name = Path(row["source_uri"]).name
         truth = _truth(by_name[name], row["start_s"], row["end_s"]) if name in by_name else []
         span = f"{row['start_s']:.1f}-{row['end_s']:.1f} s"
-        rows.append([name, span, row["modalities"], *cells, _names(truth)])
+        score = ""
+        if name in by_name:  # Jaccard of the clip's tags (its fullest condition) against truth
+            clip_pairs.append((list(row["tags"]), truth))
+            score = f"{jaccard(row['tags'], truth):.2f}"
+        rows.append([name, span, row["modalities"], *cells, _names(truth), score])
     log("\nTags per clip under each input condition (- : the file lacks that stream):")
     _table(rows, log)
 
-    rows = [["file", "streams", "clips", "tags over the file", "truth"]]
+    rows = [["file", "streams", "clips", "tags over the file", "truth", "jaccard"]]
+    file_pairs: list[tuple[list[str], list[str]]] = []
     for media in sorted(store.read_media().to_pylist(), key=lambda r: Path(r["source_uri"]).name):
         name = Path(media["source_uri"]).name
         plan = by_name.get(name)
         truth = _truth(plan, 0.0, float("inf")) if plan is not None else []
+        score = ""
+        if plan is not None:
+            file_pairs.append((list(media["tags"]), truth))
+            score = f"{jaccard(media['tags'], truth):.2f}"
         rows.append(
-            [name, media["modalities"], str(media["clips"]), _names(media["tags"]), _names(truth)]
+            [
+                name,
+                media["modalities"],
+                str(media["clips"]),
+                _names(media["tags"]),
+                _names(truth),
+                score,
+            ]
         )
     log("\nTags per media file (from its clips' fullest condition):")
     _table(rows, log)
+    log(
+        f"\nMean Jaccard of the tags against the truth (1: exact, 0: no overlap): "
+        f"per clip {mean_jaccard(clip_pairs):.2f} ({len(clip_pairs)} clips), "
+        f"per file {mean_jaccard(file_pairs):.2f} ({len(file_pairs)} files)"
+    )
     for error in success.get("errors", []):
         log(f"  failed: {error['uri']}: {error['message']}")
 

@@ -1,6 +1,7 @@
 """Generate a labelled synthetic audio-visual emotion corpus: media files and manifest.csv.
 
-    avemo synth OUT_DIR [--clips N] [--seed S]
+    avemo synth OUT_DIR [--clips N] [--seed S] [--secondary-share P] [--valid-share P]
+                        [--test-share P] [--cue-gain G]
 
 for example `avemo synth demo-work/corpus --clips 48 --seed 0`. OUT_DIR (a local folder) receives
 media/ (H.264+AAC MP4, a few MP4 without audio, a few .m4a/.wav without video), corpus.json, and
@@ -31,6 +32,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--seed", type=int, default=SynthConfig.seed, metavar="S", help="seed (default %(default)s)"
     )
+    parser.add_argument(
+        "--secondary-share", type=float, default=SynthConfig.secondary_share, metavar="P",
+        help="chance that each other emotion joins a clip's leading one (default %(default)s)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--cue-gain", type=float, default=SynthConfig.cue_gain, metavar="G",
+        help="scale of every emotion's effect on the cues; > 1: easier (default %(default)s)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--valid-share", type=float, default=SynthConfig.valid_share, metavar="P",
+        help="share of speakers in the valid split (default %(default)s)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--test-share", type=float, default=SynthConfig.test_share, metavar="P",
+        help="share of speakers in the test split (default %(default)s)",
+    )  # fmt: skip
 
 
 def run(args: argparse.Namespace) -> int:
@@ -44,7 +61,14 @@ def run(args: argparse.Namespace) -> int:
     if out.exists() and not out.is_dir():
         raise UserError(f"OUT_DIR {out} exists and is not a folder")
     try:
-        config = SynthConfig(clips=args.clips, seed=args.seed)
+        config = SynthConfig(
+            clips=args.clips,
+            seed=args.seed,
+            secondary_share=args.secondary_share,
+            valid_share=args.valid_share,
+            test_share=args.test_share,
+            cue_gain=args.cue_gain,
+        )
         summary = write_corpus(out, config, progress=lambda line: print(line, file=sys.stderr))
     except (ConfigError, EncodeError) as err:
         raise UserError(str(err)) from err

@@ -7,6 +7,11 @@ all with the same model size, data, epochs and optimiser settings. Thresholds an
 come from the validation split (the training path keeps them with the checkpoint); the test split
 is read only here, once per model and condition.
 
+The conventional `av` model is also scored the way the paper scores it (`av-zerofill`): on
+single-modal input its missing modality is filled with zeros and marked present, and the model
+runs its audio+visual path on that (`zero_filled`). The model itself never needs this (it skips an
+absent stream); the fill is a data-side transform of the same checkpoints, evaluated here only.
+
 Each finished run is saved as `runs/<variant>-seed<N>.json` under the output folder, so a rerun of
 the same command does only the runs that are missing.
 """
@@ -18,14 +23,16 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow.parquet as pq
 import torch
 
-from avemo_core.checkpoint import load_checkpoint
+from avemo_core import metrics, training
+from avemo_core.checkpoint import Checkpoint, load_checkpoint
 from avemo_core.colearning import CoLearningConfig, conditions_for_mode
 from avemo_core.config import FrozenConfig, require
 from avemo_core.data import Batch
@@ -42,6 +49,15 @@ from pipelines.shards import SUCCESS_FILE
 Log = Callable[[str], None]
 # The models the claim is about; the other variants are ablations.
 CORE = ("audio", "visual", "av", "colearn")
+# Rows that re-evaluate another variant's checkpoints: name -> (that variant, what it does).
+ZERO_FILL = "av-zerofill"
+EVALUATED = {
+    ZERO_FILL: (
+        "av",
+        "the `av` checkpoints given zeros for the missing modality, marked present (the paper's "
+        "conventional model); not trained separately",
+    )
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -175,10 +191,134 @@ def run_one(
             best, thresholds={c: best.thresholds["av"] for c in variant.conditions}
         )
         record["test_av_thresholds"] = evaluation.evaluate(uncalibrated, test)
+        record.update(zero_fill_scores(best, valid_batches(shards), test))
     path = run_path(out_dir, variant.name, seed)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(record, indent=2) + "\n")
     return record
+
+
+def valid_batches(shards: str) -> LocalBatches:
+    return LocalBatches(inspect_shards(shards), "valid", batch_size=32)
+
+
+def zero_filled(batch: Batch, condition: str, audio_hop_s: float, visual_fps: float) -> Batch:
+    """`batch` as a conventional model is fed `condition` (`a` or `v`) in the usual practice for
+    models trained on pairs only: on every row with the kept modality, the other one is replaced by
+    zeros over the clip's duration and marked present, so the audio+visual path runs on it.
+
+    Zeros are the model's raw inputs (log-mel 0, black face crops), as a data loader would pad
+    them; rows without the kept modality are left as they are (they cannot form `condition`).
+    """
+    if condition not in ("a", "v"):
+        raise ValueError(
+            f"zero fill replaces one modality: condition 'a' or 'v', not {condition!r}"
+        )
+    if condition == "a":
+        rows = batch.has_audio  # (B,)
+        seconds = batch.audio_mask.sum(dim=1) * audio_hop_s  # (B,)
+        frames = torch.ceil(seconds * visual_fps - 1e-6).clamp(min=1).long() * rows  # (B,)
+        own = (batch.visual_mask.sum(dim=1) * ~rows).max()  # longest video a row keeps
+        steps = max(int(frames.max()), int(own), 1)
+        fill_mask = torch.arange(steps)[None, :] < frames[:, None]  # (B, Tv') prefix masks
+        visual = batch.visual[:, :steps]  # (B, <=Tv', H, W), padded below to Tv'
+        if visual.shape[1] < steps:
+            pad = visual.new_zeros(len(batch), steps - visual.shape[1], *visual.shape[2:])
+            visual = torch.cat([visual, pad], dim=1)  # (B, Tv', H, W)
+        kept = ~rows[:, None]  # (B, 1): rows without audio keep their own video
+        visual = torch.where(kept[..., None, None], visual, torch.zeros_like(visual))
+        mask = torch.where(kept, _fit(batch.visual_mask, steps), fill_mask)  # (B, Tv')
+        return dataclasses.replace(batch, visual=visual, visual_mask=mask)
+    rows = batch.has_visual  # (B,)
+    seconds = batch.visual_mask.sum(dim=1) / visual_fps  # (B,)
+    frames = torch.round(seconds / audio_hop_s).clamp(min=1).long() * rows  # (B,)
+    own = (batch.audio_mask.sum(dim=1) * ~rows).max()  # longest audio a row keeps
+    steps = max(int(frames.max()), int(own), 1)
+    fill_mask = torch.arange(steps)[None, :] < frames[:, None]  # (B, Ta') prefix masks
+    audio = batch.audio[:, :steps]  # (B, <=Ta', F)
+    if audio.shape[1] < steps:
+        pad = audio.new_zeros(len(batch), steps - audio.shape[1], audio.shape[2])
+        audio = torch.cat([audio, pad], dim=1)  # (B, Ta', F)
+    kept = ~rows[:, None]  # (B, 1): rows without video keep their own audio
+    audio = torch.where(kept[..., None], audio, torch.zeros_like(audio))
+    mask = torch.where(kept, _fit(batch.audio_mask, steps), fill_mask)  # (B, Ta')
+    return dataclasses.replace(batch, audio=audio, audio_mask=mask)
+
+
+def _fit(mask: torch.Tensor, steps: int) -> torch.Tensor:
+    """(B, T) mask cut or padded with False to (B, steps)."""
+    if mask.shape[1] >= steps:
+        return mask[:, :steps]
+    return torch.cat([mask, mask.new_zeros(mask.shape[0], steps - mask.shape[1])], dim=1)
+
+
+def zero_fill_scores(
+    checkpoint: Checkpoint, valid: Iterable[Batch], test: Iterable[Batch]
+) -> dict[str, dict[str, dict[str, float]]]:
+    """Test metrics of a conventional checkpoint on single-modal input filled with zeros
+    (`zero_filled`), under `test_zerofill` with thresholds tuned on validation data filled the same
+    way (by the checkpoint's own rule, as every row of the table is tuned), and under
+    `test_zerofill_av_thresholds` with its audio+visual thresholds, as a model that never saw
+    single-modal validation data would be deployed."""
+    model, cpu = checkpoint.model, torch.device("cpu")
+    hop_s, fps = checkpoint.model_config.audio_hop_s, checkpoint.model_config.visual_fps
+    rule = checkpoint.metadata.get("threshold_config")
+    rule = metrics.ThresholdConfig.from_dict(rule) if rule else None
+    av_cut = np.asarray(checkpoint.thresholds["av"])
+    tuned: dict[str, dict[str, float]] = {}
+    fixed: dict[str, dict[str, float]] = {}
+    for condition in ("a", "v"):
+        filled_valid = (zero_filled(b, condition, hop_s, fps) for b in valid)
+        probs, labels = training.predict(model, filled_valid, ["av"], cpu)["av"]
+        if len(probs) == 0:
+            continue
+        cut = metrics.tune_thresholds(probs, labels, rule)
+        filled_test = (zero_filled(b, condition, hop_s, fps) for b in test)
+        probs, labels = training.predict(model, filled_test, ["av"], cpu)["av"]
+        if len(probs) == 0:
+            continue
+        samples = {"samples": float(len(probs))}
+        names = checkpoint.labels
+        tuned[condition] = {**metrics.emotion_metrics(probs, labels, cut, names), **samples}
+        fixed[condition] = {**metrics.emotion_metrics(probs, labels, av_cut, names), **samples}
+    return {"test_zerofill": tuned, "test_zerofill_av_thresholds": fixed}
+
+
+def evaluated_runs(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The `av-zerofill` rows from the `av` records: audio+visual input needs no fill, so its
+    cell is the `av` model's own; single-modal cells are the zero-filled scores."""
+    out = []
+    for record in records:
+        if record["variant"] != EVALUATED[ZERO_FILL][0] or "test_zerofill" not in record:
+            continue
+        own = {c: s for c, s in record["test"].items() if c == "av"}
+        own_fixed = {c: s for c, s in record.get("test_av_thresholds", {}).items() if c == "av"}
+        out.append(
+            {
+                "variant": ZERO_FILL,
+                "seed": record["seed"],
+                "mode": record["mode"],
+                "evaluates": record["variant"],
+                "mlflow_run_id": record.get("mlflow_run_id"),
+                "train_s": record.get("train_s"),
+                "test": {**own, **record["test_zerofill"]},
+                "test_av_thresholds": {**own_fixed, **record["test_zerofill_av_thresholds"]},
+            }
+        )
+    return out
+
+
+def backfill_zero_fill(out_dir: Path, shards: str, test: Iterable[Batch], log: Log) -> None:
+    """Add the zero-fill scores to saved `av` records that lack them (saved before the scores
+    existed), from their checkpoints; a record whose checkpoint is gone is left as it is."""
+    for path in sorted((out_dir / "runs").glob(f"{EVALUATED[ZERO_FILL][0]}-seed*.json")):
+        record = json.loads(path.read_text())
+        checkpoint = Path(record.get("checkpoint") or "")
+        if "test_zerofill" in record or not checkpoint.is_dir():
+            continue
+        log(f"experiment: zero-fill scores for {path.stem}")
+        record.update(zero_fill_scores(load_checkpoint(checkpoint), valid_batches(shards), test))
+        path.write_text(json.dumps(record, indent=2) + "\n")
 
 
 def prepare_corpus(config: ExperimentConfig, out_dir: Path, log: Log = print) -> dict[str, Any]:
@@ -188,7 +328,10 @@ def prepare_corpus(config: ExperimentConfig, out_dir: Path, log: Log = print) ->
     synth_config = SynthConfig(clips=config.clips, seed=config.corpus_seed)
     corpus_json = corpus_dir / "corpus.json"
     done = (corpus_dir / MANIFEST_NAME).exists() and corpus_json.exists()
-    fresh = not done or json.loads(corpus_json.read_text()).get("config") != synth_config.to_dict()
+    # Compared as configs, so a field added since (at its default) does not remake the corpus.
+    fresh = not done or SynthConfig.from_dict(json.loads(corpus_json.read_text())["config"]) != (
+        synth_config
+    )
     if fresh:
         log(f"experiment: synthesising {config.clips} clips into {corpus_dir}")
         write_corpus(corpus_dir, synth_config, progress=log, workers=2)
@@ -270,12 +413,15 @@ def run_experiment(
     log: Log = print,
     deadline_s: float | None = None,
     reverse: bool = False,
+    only: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """Prepare the corpus, run every (seed, variant) not yet saved, and return the results dict
     the report module turns into the page. The four modes run for every seed before the ablations,
     so a deadline (seconds of wall time for the whole call; no run starts after it) cuts ablations
     first; what it cuts is listed as missing. Two drivers may share one output folder and split
-    the grid (the second with `reverse`): each run is claimed before it starts."""
+    the grid (the second with `reverse`): each run is claimed before it starts. With `only` (variant
+    names), just those variants run, in that order and each for every seed before the next; the
+    results still hold every finished run in the folder."""
     import ray
 
     out = Path(out_dir).resolve()
@@ -294,13 +440,20 @@ def run_experiment(
     missing = []
     # The four modes for every seed first, then the ablations: a deadline cuts ablations first.
     variants = config.variants()
-    order = [
-        (seed, v)
-        for core in (True, False)
-        for seed in config.seeds
-        for v in variants
-        if (v.name in CORE) == core
-    ]
+    if only is not None:
+        by_name = {v.name: v for v in variants}
+        unknown = sorted(set(only) - set(by_name))
+        if unknown:
+            raise ValueError(f"unknown variant(s) {unknown}; choose from {sorted(by_name)}")
+        order = [(seed, by_name[name]) for name in only for seed in config.seeds]
+    else:
+        order = [
+            (seed, v)
+            for core in (True, False)
+            for seed in config.seeds
+            for v in variants
+            if (v.name in CORE) == core
+        ]
     if reverse:
         order.reverse()
     for seed, variant in order:
@@ -322,10 +475,12 @@ def run_experiment(
             continue
         f1 = ", ".join(f"{c} {s['f1']:.3f}" for c, s in record["test"].items())
         log(f"experiment: {variant.name} seed {seed}: test F1 {f1} ({record['train_s']:.0f} s)")
+    backfill_zero_fill(out, corpus["shards"], test, log)
     # Every finished run in the folder, also those another driver ran beside this one.
     grid = {(v.name, seed) for v in variants for seed in config.seeds}
     runs = [json.loads(p.read_text()) for p in sorted((out / "runs").glob("*.json"))]
     runs = [r for r in runs if (r["variant"], r["seed"]) in grid]
+    runs += evaluated_runs(runs)
     model_config = ModelConfig.named(config.model_size)
     return {
         "experiment": config.name,
@@ -337,7 +492,20 @@ def run_experiment(
         ),
         "model_config": model_config.to_dict(),
         "tracking_uri": uri,
-        "variants": [
+        "variants": variant_rows(config),
+        "runs": runs,
+        "missing": missing,
+        "started_utc": started_utc,
+        "finished_utc": _utc_now(),
+        "wall_s": time.monotonic() - began,
+    }
+
+
+def variant_rows(config: ExperimentConfig) -> list[dict[str, Any]]:
+    """The page's rows, in table order: each trained variant, a re-evaluation after its source."""
+    rows = []
+    for v in config.variants():
+        rows.append(
             {
                 "name": v.name,
                 "description": v.description,
@@ -345,14 +513,12 @@ def run_experiment(
                 "colearning": v.colearning.to_dict(),
                 "conditions": list(v.conditions),
             }
-            for v in config.variants()
-        ],
-        "runs": runs,
-        "missing": missing,
-        "started_utc": started_utc,
-        "finished_utc": _utc_now(),
-        "wall_s": time.monotonic() - began,
-    }
+        )
+        for name, (source, description) in EVALUATED.items():
+            if source == v.name:
+                row = {**rows[-1], "name": name, "description": description, "evaluates": source}
+                rows.append(row)
+    return rows
 
 
 def _claim(record_path: Path) -> bool:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,10 @@ CONDITION_NAMES: dict[str, str] = {"av": "audio+visual", "a": "audio only", "v":
 # What the claim asks of the co-learned model on single-modal input, as a share of the dedicated
 # single-modal model's F1.
 RETENTION_GOAL = 0.95
+# The conventional model scored with zeros for the missing modality (pipelines.experiment).
+ZERO_FILLED = "av-zerofill"
+# Marks a table row whose runs come from an earlier grid (`results["earlier"]`).
+EARLIER_MARK = " †"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,13 +72,18 @@ def aggregate(
 
 
 def table(
-    summary: Summary, variants: Sequence[str], metric: str, conditions: Sequence[str] = CONDITIONS
+    summary: Summary,
+    variants: Sequence[str],
+    metric: str,
+    conditions: Sequence[str] = CONDITIONS,
+    earlier: Collection[str] = (),
 ) -> list[list[str]]:
     """Rows of one metric's table: header, then one row per variant; "—" where a model cannot take
-    the condition (a single-modal model on the other modality) or no run finished."""
+    the condition (a single-modal model on the other modality) or no run finished. Variants in
+    `earlier` (their runs come from an earlier grid) are marked."""
     rows = [["model", *(CONDITION_NAMES.get(c, c) for c in conditions)]]
     for variant in variants:
-        row = [variant]
+        row = [variant + (EARLIER_MARK if variant in earlier else "")]
         for condition in conditions:
             cell = summary.get(variant, {}).get(condition, {}).get(metric)
             row.append(cell.text() if cell is not None else "—")
@@ -96,6 +105,7 @@ class ClaimCheck:
     claim: str
     measured: str
     holds: bool | None  # None: the runs it needs are missing
+    part: str = ""  # collapse | retention | av-match: which part of the claim it tests
 
 
 def _mean(summary: Summary, variant: str, condition: str, metric: str = "f1") -> Cell | None:
@@ -111,39 +121,28 @@ def check_claims(
     """The three parts of the claim, on macro-F1 (means over seeds; the std is shown beside them).
 
     1. The conventional model loses a large part (> 20%) of its F1 on single-modal input, measured
-       against the dedicated single-modal model of that modality.
+       against the dedicated single-modal model of that modality: as avemo runs it (`conventional`,
+       an absent stream skipped) and, when measured, given zeros for it (`av-zerofill`).
     2. The co-learned model keeps >= 95% of the dedicated single-modal model's F1 there.
     3. The co-learned model at least matches the conventional one on audio+visual input.
     """
     single = dict(single or {"a": "audio", "v": "visual"})
     checks: list[ClaimCheck] = []
-    for condition, dedicated in single.items():
-        ref = _mean(summary, dedicated, condition)
-        conv = _mean(summary, conventional, condition)
-        conv_av = _mean(summary, conventional, "av")
-        name = CONDITION_NAMES[condition]
-        if ref is None or conv is None or conv_av is None:
-            checks.append(
-                ClaimCheck(f"conventional model collapses on {name} input", "runs missing", None)
-            )
-        else:
-            share = conv.mean / ref.mean
-            checks.append(
-                ClaimCheck(
-                    f"conventional `{conventional}` loses a large part (> 20%) of its F1 "
-                    f"on {name} input",
-                    f"F1 {conv.text()} on {name} against {ref.text()} for the dedicated "
-                    f"`{dedicated}` model ({share:.0%} of it; {conv_av.text()} on audio+visual)",
-                    share < 0.8,
-                )
-            )
+    # The conventional model as avemo runs it (absent stream skipped) and, where measured, as
+    # the paper runs it (zeros for the missing modality).
+    conventionals = [conventional] + [v for v in (ZERO_FILLED,) if v in summary]
+    for model in conventionals:
+        for condition, dedicated in single.items():
+            checks.append(_collapse_check(summary, model, condition, dedicated))
     for condition, dedicated in single.items():
         ref = _mean(summary, dedicated, condition)
         co = _mean(summary, colearned, condition)
         name = CONDITION_NAMES[condition]
         if ref is None or co is None:
             checks.append(
-                ClaimCheck(f"co-learned model keeps F1 on {name} input", "runs missing", None)
+                ClaimCheck(
+                    f"co-learned model keeps F1 on {name} input", "runs missing", None, "retention"
+                )
             )
         else:
             share = co.mean / ref.mean
@@ -153,13 +152,16 @@ def check_claims(
                     f"`{dedicated}` model's F1 on {name} input",
                     f"F1 {co.text()} against {ref.text()} ({share:.1%})",
                     share >= RETENTION_GOAL,
+                    "retention",
                 )
             )
     co_av = _mean(summary, colearned, "av")
     conv_av = _mean(summary, conventional, "av")
     if co_av is None or conv_av is None:
         checks.append(
-            ClaimCheck("co-learned matches conventional on audio+visual", "runs missing", None)
+            ClaimCheck(
+                "co-learned matches conventional on audio+visual", "runs missing", None, "av-match"
+            )
         )
     else:
         delta = co_av.mean - conv_av.mean
@@ -169,9 +171,32 @@ def check_claims(
                 "audio+visual input",
                 f"F1 {co_av.text()} against {conv_av.text()} (difference {delta:+.3f})",
                 delta >= 0.0,
+                "av-match",
             )
         )
     return checks
+
+
+def _collapse_check(summary: Summary, model: str, condition: str, dedicated: str) -> ClaimCheck:
+    """Part 1 for one conventional model and single-modal condition."""
+    ref, conv, conv_av = (
+        _mean(summary, dedicated, condition),
+        _mean(summary, model, condition),
+        _mean(summary, model, "av"),
+    )
+    name = CONDITION_NAMES[condition]
+    if ref is None or conv is None or conv_av is None:
+        return ClaimCheck(
+            f"conventional model collapses on {name} input", "runs missing", None, "collapse"
+        )
+    share = conv.mean / ref.mean
+    return ClaimCheck(
+        f"conventional `{model}` loses a large part (> 20%) of its F1 on {name} input",
+        f"F1 {conv.text()} on {name} against {ref.text()} for the dedicated `{dedicated}` model "
+        f"({share:.0%} of it; {conv_av.text()} on audio+visual)",
+        share < 0.8,
+        "collapse",
+    )
 
 
 def plot(summary: Summary, variants: Sequence[str], path: str | Path, title: str = "") -> Path:
@@ -261,7 +286,10 @@ def in_short(
     measured = [c for c in checks if c.holds is not None]
     if not measured:
         return ["Too few runs finished to test any part of the claim."]
-    collapse, retention, av_match = checks[:2], checks[2:4], checks[4]
+    parts = {part: [c for c in checks if c.part == part] for part in ("collapse", "retention")}
+    retention, av_match = parts["retention"], next(c for c in checks if c.part == "av-match")
+    skipped = [c for c in parts["collapse"] if f"`{ZERO_FILLED}`" not in c.claim]
+    zero_filled = [c for c in parts["collapse"] if f"`{ZERO_FILLED}`" in c.claim]
     lines = [
         f"In short: {sum(bool(c.holds) for c in measured)} of the {len(measured)} measured parts "
         "of the claim hold on this corpus."
@@ -282,31 +310,51 @@ def in_short(
     elif any(c.holds is False for c in [*retention, av_match]):
         failed = [c.claim for c in [*retention, av_match] if c.holds is False]
         lines.append("Not shown here for the co-learned model: " + "; ".join(failed) + ".")
-    if any(c.holds is False for c in collapse):
+    if any(c.holds is False for c in skipped):
         lines.append(
-            "The conventional model does not collapse on single-modal input in the table. "
-            "avemo's model skips an absent stream and averages the pooled streams that are "
-            "present, so a conventional model run on one modality gets no zero-filled stand-in, "
-            "and its thresholds are tuned per condition on validation like every other model's."
+            "The conventional model as avemo runs it (`av`) does not collapse on single-modal "
+            "input: avemo's model skips an absent stream and averages the pooled streams that are "
+            "present, and its thresholds are tuned per condition on validation like every other "
+            "model's."
         )
-        kept = aggregate(
-            {"variant": r["variant"], "test": r["test_av_thresholds"]}
-            for r in results["runs"]
-            if r["variant"] == "av" and "test_av_thresholds" in r
-        ).get("av", {})
-        drops = {
-            c: kept[c]["f1"].mean / _mean(summary, "av", c).mean
-            for c in ("a", "v")
-            if "f1" in kept.get(c, {}) and _mean(summary, "av", c) is not None
-        }
-        if drops and min(drops.values()) < 0.8:
-            worst = min(drops, key=drops.get)
+    if zero_filled and all(c.holds is not None for c in zero_filled):
+        collapsed = [c for c in zero_filled if c.holds]
+        if collapsed:
             lines.append(
-                "It does collapse when it keeps its audio+visual thresholds, as a model trained "
-                f"only on paired input would: {CONDITION_NAMES[worst]} F1 falls to "
-                f"{drops[worst]:.0%} of the recalibrated value (below). Here the failure the "
-                "paper describes is mostly one of calibration."
+                f"Given zeros for the missing modality, as the paper does (`{ZERO_FILLED}`: the "
+                "same checkpoints), it collapses on "
+                + " and ".join(_condition_of(c) for c in collapsed)
+                + " input"
+                + (
+                    ", not on " + " and ".join(_condition_of(c) for c in zero_filled if not c.holds)
+                    if len(collapsed) < len(zero_filled)
+                    else ""
+                )
+                + ": the failure the paper reports comes from the zero-filled stand-in, which "
+                "skipping the absent stream avoids."
             )
+        else:
+            lines.append(
+                f"Given zeros for the missing modality, as the paper does (`{ZERO_FILLED}`: the "
+                "same checkpoints), it does not collapse either."
+            )
+    kept = aggregate(
+        {"variant": r["variant"], "test": r["test_av_thresholds"]}
+        for r in results["runs"]
+        if r["variant"] == "av" and "test_av_thresholds" in r
+    ).get("av", {})
+    drops = {
+        c: kept[c]["f1"].mean / _mean(summary, "av", c).mean
+        for c in ("a", "v")
+        if "f1" in kept.get(c, {}) and _mean(summary, "av", c) is not None
+    }
+    if any(c.holds is False for c in skipped) and drops and min(drops.values()) < 0.8:
+        worst = min(drops, key=drops.get)
+        lines.append(
+            "It does collapse when it keeps its audio+visual thresholds, as a model trained "
+            f"only on paired input would: {CONDITION_NAMES[worst]} F1 falls to "
+            f"{drops[worst]:.0%} of the recalibrated value (below)."
+        )
     floor = results.get("all_present_f1", {})
     best = max(
         (
@@ -329,6 +377,31 @@ def in_short(
             "each difference against the spread over seeds (the ± columns)."
         )
     return [" ".join(lines)]
+
+
+def _condition_of(check: ClaimCheck) -> str:
+    """The condition name a collapse check is about (from its claim text)."""
+    return next(name for name in CONDITION_NAMES.values() if f" on {name} input" in check.claim)
+
+
+def page_runs(results: Mapping[str, Any]) -> tuple[list[dict[str, Any]], set[str]]:
+    """This grid's runs, plus an earlier grid's (`results["earlier"]`) for every variant this one
+    did not run; returns the runs and the variants taken from the earlier grid."""
+    runs = [dict(r) for r in results["runs"]]
+    ran = {r["variant"] for r in runs}
+    earlier_runs = (results.get("earlier") or {}).get("runs", [])
+    taken = {r["variant"] for r in earlier_runs} - ran
+    runs += [{**r, "earlier": True} for r in earlier_runs if r["variant"] in taken]
+    return runs, taken
+
+
+def tracking_description(uri: str) -> str:
+    """Where the runs are tracked, without this machine's paths."""
+    if uri.startswith("sqlite:"):
+        return f"SQLite `{Path(uri.rsplit('/', 1)[-1]).name}` in the work folder"
+    if uri.startswith(("http://", "https://")):
+        return "an MLflow tracking server"
+    return "a local MLflow store"
 
 
 def setup_facts(results: Mapping[str, Any]) -> dict[str, str]:
@@ -369,7 +442,8 @@ def setup_facts(results: Mapping[str, Any]) -> dict[str, str]:
         "model; the best epoch is chosen on validation macro-F1 of the conditions the model "
         "trains, and per-emotion thresholds are tuned on validation for each condition; the test "
         "split is used only for the numbers below",
-        "Tracking": f"MLflow experiment `{results['experiment']}` (`{results['tracking_uri']}`); "
+        "Tracking": f"MLflow experiment `{results['experiment']}` "
+        f"({tracking_description(results['tracking_uri'])}); "
         "each run tagged `avemo.experiment`, `avemo.variant`, `avemo.seed`, `avemo.mode`",
     }
 
@@ -377,7 +451,8 @@ def setup_facts(results: Mapping[str, Any]) -> dict[str, str]:
 def page(results: Mapping[str, Any], png_name: str) -> str:
     """The whole results page as markdown, from the driver's `results.json` content."""
     variants = [v["name"] for v in results["variants"]]
-    summary = aggregate(results["runs"])
+    runs, earlier = page_runs(results)
+    summary = aggregate(runs)
     seeds = results["seeds"]
     out = [
         "# Results: the paper's claim, measured",
@@ -406,6 +481,7 @@ def page(results: Mapping[str, Any], png_name: str) -> str:
         f"- **Seeds**: {', '.join(str(s) for s in seeds)} ({len(seeds)}); cells are mean ± sample "
         "standard deviation over seeds.",
         f"- **Machine**: {results['machine']}",
+        *_earlier_facts(results, earlier),
         "",
         "## Models",
         "",
@@ -423,7 +499,8 @@ def page(results: Mapping[str, Any], png_name: str) -> str:
         "",
     ]
     for metric, label in METRICS.items():
-        out += [f"### {label}", "", markdown_table(table(summary, variants, metric)), ""]
+        rows = table(summary, variants, metric, earlier=earlier)
+        out += [f"### {label}", "", markdown_table(rows), ""]
     if "all_present_f1" in results:
         floor = results["all_present_f1"]
         out += [
@@ -433,14 +510,27 @@ def page(results: Mapping[str, Any], png_name: str) -> str:
             "",
         ]
     checks = check_claims(summary)
-    out += ["## Reading", "", *in_short(checks, summary, results), ""]
+    reading = in_short(checks, summary, {**results, "runs": runs})
+    if earlier:
+        reading = [
+            "Rows marked † come from an earlier grid with other training code (see Setup): a check "
+            "that sets a † row against a row of this grid compares two code versions as well as "
+            "two models. " + reading[0]
+        ]
+    out += ["## Reading", "", *reading, ""]
     out += ["The claim's parts, tested on macro-F1 (means over seeds):", ""]
     for check in checks:
         verdict = {True: "**holds**", False: "**does not hold**", None: "**not measured**"}[
             check.holds
         ]
-        out.append(f"- {check.claim}: {verdict}. {check.measured}.")
-    uncalibrated = _uncalibrated_lines(results["runs"], summary)
+        mixed = sorted(v for v in earlier if f"`{v}`" in check.claim)
+        note = (
+            f" (compares with † {', '.join(f'`{v}`' for v in mixed)}, from the earlier grid)"
+            if mixed
+            else ""
+        )
+        out.append(f"- {check.claim}: {verdict}. {check.measured}{note}.")
+    uncalibrated = _uncalibrated_lines(runs, summary)
     if uncalibrated:
         out += [
             "",
@@ -456,13 +546,16 @@ def page(results: Mapping[str, Any], png_name: str) -> str:
     if results.get("notes"):
         out += ["", *results["notes"]]
     reasons = {(m["variant"], m["seed"]): m["reason"] for m in results.get("missing", [])}
-    done = {(r["variant"], r["seed"]) for r in results["runs"]}
+    done = {(r["variant"], r["seed"]) for r in runs}
     absent = [(v, seed) for v in variants for seed in seeds if (v, seed) not in done]
     out += ["", "## Missing runs", ""]
     if absent:
         out += [f"- `{v}` seed {seed}: {reasons.get((v, seed), 'not run')}" for v, seed in absent]
     else:
-        out.append(f"None: all {len(variants)} models x {len(seeds)} seeds finished.")
+        out.append(
+            f"None: all {len(variants)} models x {len(seeds)} seeds finished"
+            + (" († rows: in the earlier grid)." if earlier else ".")
+        )
     out += [
         "",
         "## Per-seed runs",
@@ -472,20 +565,43 @@ def page(results: Mapping[str, Any], png_name: str) -> str:
         + " |",
         "|---|---|---|---|" + "---|" * len(CONDITIONS),
     ]
-    for run in sorted(results["runs"], key=lambda r: (variants.index(r["variant"]), r["seed"])):
+    for run in sorted(runs, key=lambda r: (variants.index(r["variant"]), r["seed"])):
         f1s = [f"{run['test'][c]['f1']:.3f}" if c in run["test"] else "—" for c in CONDITIONS]
+        mark = EARLIER_MARK if run.get("earlier") else ""
         out.append(
-            f"| `{run['variant']}` | {run['seed']} | `{run.get('mlflow_run_id', '?')}` | "
+            f"| `{run['variant']}`{mark} | {run['seed']} | `{run.get('mlflow_run_id', '?')}` | "
             f"{run.get('train_s', float('nan')):.0f} | " + " | ".join(f1s) + " |"
         )
     return "\n".join(out) + "\n"
+
+
+def _earlier_facts(results: Mapping[str, Any], earlier: Collection[str]) -> list[str]:
+    """The setup line that says which rows come from an earlier grid, and how it differed."""
+    if not earlier:
+        return []
+    before = results["earlier"]
+    names = ", ".join(f"`{v}`" for v in (v["name"] for v in results["variants"]) if v in earlier)
+    same = [
+        key
+        for key in ("clips", "corpus_seed", "model_size", "epochs", "batch_size", "lr", "workers")
+        if before.get("config", {}).get(key) == results.get("config", {}).get(key)
+    ]
+    return [
+        f"- **Rows marked †** ({names}): not rerun here; taken from an earlier grid, "
+        f"`{before.get('command', '?')}` at commit `{before.get('commit', '?')}` (finished "
+        f"{before.get('finished_utc', '?')}). Same {', '.join(same) or 'settings'}, but that "
+        "commit's training code"
+        + (f" ({before['differences']})" if before.get("differences") else "")
+        + ": compare † rows with the others only loosely, and read every claim check that "
+        "involves one with that in mind."
+    ]
 
 
 def write_page(results: Mapping[str, Any], page_path: str | Path, png_path: str | Path) -> Path:
     """Write the markdown page and its plot side by side; returns the page's path."""
     page_path, png_path = Path(page_path), Path(png_path)
     variants = [v["name"] for v in results["variants"]]
-    plot(aggregate(results["runs"]), variants, png_path, title=str(results.get("title", "")))
+    plot(aggregate(page_runs(results)[0]), variants, png_path, title=str(results.get("title", "")))
     page_path.parent.mkdir(parents=True, exist_ok=True)
     rel = os.path.relpath(png_path.resolve(), page_path.resolve().parent)
     page_path.write_text(page(results, Path(rel).as_posix()))

@@ -22,6 +22,9 @@ class SynthConfig(FrozenConfig):
     valid_share: float = 0.15  # share of speakers whose media form the valid split
     test_share: float = 0.15  # share of speakers whose media form the test split
     secondary_share: float = 0.2  # chance that each other emotion co-occurs with a clip's main one
+    # Multiplies every emotion's effect on every cue (noise unchanged): 1 is the calibrated corpus
+    # (avemo_core/synth/cues.py); more makes emotions easier to tell apart, e.g. for a demo.
+    cue_gain: float = 1.0
     video_only_share: float = 0.1  # share of media files without an audio track
     audio_only_share: float = 0.1  # share of media files without a video track
     video_crf: int = 23  # x264 constant rate factor (lower is better quality)
@@ -43,6 +46,7 @@ class SynthConfig(FrozenConfig):
         require(self.valid_share > 0.0 and self.test_share > 0.0, "split shares must be > 0")
         require(self.valid_share + self.test_share < 1.0, "valid_share + test_share must be < 1")
         require(0.0 <= self.secondary_share <= 1.0, "secondary_share must be in [0, 1]")
+        require(0.0 < self.cue_gain <= 10.0, "cue_gain must be in (0, 10]")
         require(
             self.video_only_share >= 0.0
             and self.audio_only_share >= 0.0

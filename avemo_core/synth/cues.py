@@ -211,9 +211,12 @@ def _cue_values(
     }
 
 
-def audio_cues(intensities: np.ndarray, speaker: Speaker, rng: np.random.Generator) -> AudioCues:
-    """The voice of `speaker` in one segment with these emotion intensities (EMOTIONS order)."""
-    v = _cue_values(AUDIO_WEIGHTS, AUDIO_NOISE, intensities, speaker.audio_gain, rng)
+def audio_cues(
+    intensities: np.ndarray, speaker: Speaker, rng: np.random.Generator, cue_gain: float = 1.0
+) -> AudioCues:
+    """The voice of `speaker` in one segment with these emotion intensities (EMOTIONS order);
+    `cue_gain` scales every emotion's effect (SynthConfig.cue_gain)."""
+    v = _cue_values(AUDIO_WEIGHTS, AUDIO_NOISE, intensities, speaker.audio_gain * cue_gain, rng)
     return AudioCues(
         f0_hz=float(speaker.f0_hz * 2.0 ** (v["pitch_st"] / 12.0)),
         range_st=float(max(0.3, 2.0 + v["range_st"])),
@@ -226,9 +229,12 @@ def audio_cues(intensities: np.ndarray, speaker: Speaker, rng: np.random.Generat
     )
 
 
-def face_cues(intensities: np.ndarray, speaker: Speaker, rng: np.random.Generator) -> FaceCues:
-    """The face of `speaker` in one segment with these emotion intensities (EMOTIONS order)."""
-    v = _cue_values(FACE_WEIGHTS, FACE_NOISE, intensities, speaker.face_gain, rng)
+def face_cues(
+    intensities: np.ndarray, speaker: Speaker, rng: np.random.Generator, cue_gain: float = 1.0
+) -> FaceCues:
+    """The face of `speaker` in one segment with these emotion intensities (EMOTIONS order);
+    `cue_gain` scales every emotion's effect (SynthConfig.cue_gain)."""
+    v = _cue_values(FACE_WEIGHTS, FACE_NOISE, intensities, speaker.face_gain * cue_gain, rng)
     return FaceCues(
         smile=float(np.clip(v["smile"], -1.0, 1.0)),
         mouth_open=float(np.clip(0.08 + v["mouth_open"], 0.0, 1.0)),

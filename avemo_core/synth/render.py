@@ -39,8 +39,9 @@ def render_file(plan: FilePlan, config: SynthConfig) -> RenderedFile:
     )
     faces, voices = [], []
     for seg in plan.segments:
-        acues = audio_cues(np.asarray(seg.intensities), plan.speaker, cue_rng)
-        faces.append(face_cues(np.asarray(seg.intensities), plan.speaker, cue_rng))
+        x = np.asarray(seg.intensities)
+        acues = audio_cues(x, plan.speaker, cue_rng, config.cue_gain)
+        faces.append(face_cues(x, plan.speaker, cue_rng, config.cue_gain))
         voices.append((acues, plan_syllables(acues, seg.end_s - seg.start_s, cue_rng)))
     pcm = None
     if plan.has_audio:

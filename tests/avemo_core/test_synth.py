@@ -281,3 +281,21 @@ def test_encode_refuses_video_in_an_audio_container(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="no video"):
         encode(tmp_path / "x.m4a", CONFIG, None, frames)
     assert not list(tmp_path.iterdir())
+
+
+def test_cue_gain_scales_each_emotion_effect_and_leaves_the_noise() -> None:
+    speaker = sample_speaker(0, np.random.default_rng(1))
+    x = np.zeros(len(EMOTIONS))
+    x[EMOTIONS.index("anger")] = 3.0
+    # Same random stream: only the emotion's share of a cue changes, linearly in the gain.
+    levels = [audio_cues(x, speaker, np.random.default_rng(4), g).level_db for g in (1, 2, 3)]
+    assert levels[2] - levels[1] == pytest.approx(levels[1] - levels[0])
+    assert levels[1] - levels[0] > 2.0  # anger lifts loudness (+7 dB x the speaker's gain)
+    brows = [face_cues(x, speaker, np.random.default_rng(4), g).brow_tilt for g in (1.0, 1.2)]
+    assert brows[1] < brows[0]  # anger lowers the inner brows, more with more gain
+    neutral = np.zeros(len(EMOTIONS))
+    assert audio_cues(neutral, speaker, np.random.default_rng(4), 3.0) == audio_cues(
+        neutral, speaker, np.random.default_rng(4)
+    )
+    with pytest.raises(ConfigError, match="cue_gain"):
+        SynthConfig(cue_gain=0.0)

@@ -4,6 +4,7 @@ Ray cluster: every step runs for real and the report names every new media file.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -36,6 +37,15 @@ def test_reduced_demo_labels_every_new_file(tmp_path: Path) -> None:
     # rows: "file  0.0-5.6 s  streams  ..." (the span holds one space)
     streams = {line.split()[3] for line in table.splitlines()[3:] if line.strip()}
     assert {"audio", "visual", "audio+visual"} <= streams
+    # The match score is printed for every clip and every new file (all have a known truth).
+    score = re.search(
+        r"Mean Jaccard .*: per clip (\d\.\d\d) \((\d+) clips\), "
+        r"per file (\d\.\d\d) \((\d+) files\)",
+        out,
+    )
+    assert score is not None, out[-2000:]
+    assert int(score[4]) == len(new_files) and int(score[2]) >= len(new_files)
+    assert 0.0 <= float(score[1]) <= 1.0 and 0.0 <= float(score[3]) <= 1.0
     assert f"mlflow ui --backend-store-uri sqlite:///{work.resolve() / 'mlflow.db'}" in out
 
     from mlflow import MlflowClient

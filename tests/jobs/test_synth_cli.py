@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -62,3 +63,44 @@ def test_non_integer_clips_is_a_usage_error(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "invalid int value" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_share_flags_reach_the_corpus(tmp_path: Path) -> None:
+    out = tmp_path / "corpus"
+    assert (
+        main(
+            [
+                "synth",
+                str(out),
+                "--clips",
+                "24",
+                "--seed",
+                "2",
+                "--secondary-share",
+                "0",
+                "--valid-share",
+                "0.34",
+                "--test-share",
+                "0.33",
+            ]
+        )  # fmt: skip
+        == 0
+    )
+    config = json.loads((out / "corpus.json").read_text())["config"]
+    assert config["secondary_share"] == 0.0
+    assert (config["valid_share"], config["test_share"]) == (0.34, 0.33)
+    with (out / "manifest.csv").open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    # No secondary emotions: every labelled clip has at most one emotion present.
+    emotions = [k for k in rows[0] if k not in ("uri", "start_s", "end_s", "split")]
+    assert all(sum(float(row[e]) > 0 for e in emotions) <= 1 for row in rows)
+    assert {row["split"] for row in rows} == {"train", "valid", "test"}
+
+
+def test_share_flags_out_of_range_fail_with_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["synth", str(tmp_path / "corpus"), "--valid-share", "0.6", "--test-share", "0.5"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "valid_share + test_share must be < 1" in err and len(err.strip().splitlines()) == 1

@@ -9,12 +9,17 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 
-from avemo_core.checkpoint import load_checkpoint
+from avemo_core import metrics
+from avemo_core.checkpoint import Checkpoint, load_checkpoint
 from avemo_core.labels import EMOTIONS
+from avemo_core.model import CrossModalTransformer, ModelConfig
 from pipelines import experiment, tracking
 from pipelines.datasets import LocalBatches, inspect_shards
+from tests.avemo_core.model_batches import learnable_batch, random_batch
 from tests.shard_factory import ShardSpec, make_rows, write_clip_shards
 
 SPEC = ShardSpec(clips=60, audio_frames=(16, 40), visual_frames=(2, 5), seed=5)
@@ -113,3 +118,89 @@ def test_all_present_f1_is_the_f1_of_predicting_every_emotion(tmp_path: Path) ->
     rates = [sum(r[e] > 0 for r in rows) / len(rows) for e in EMOTIONS]
     assert floor["a"] == pytest.approx(sum(2 * p / (1 + p) for p in rates) / len(rates))
     assert set(floor) == {"av", "a", "v"}
+
+
+def test_zero_fill_replaces_the_missing_modality_with_zeros_marked_present() -> None:
+    batch = random_batch(3, audio_frames=(37, 22, 0, 41), visual_frames=(9, 0, 7, 10))
+    audio_only = experiment.zero_filled(batch, "a", audio_hop_s=0.01, visual_fps=5.0)
+    # Rows with audio: their video is zeros over the clip's length (ceil(frames * 0.01 * 5)).
+    assert audio_only.visual_mask.sum(dim=1).tolist() == [2, 2, 7, 3]
+    for row in (0, 1, 3):
+        assert torch.count_nonzero(audio_only.visual[row]) == 0
+    # A row without audio cannot form `a`: it keeps its own video; audio is untouched everywhere.
+    assert torch.equal(audio_only.visual[2, :3], batch.visual[2, :3])
+    assert torch.equal(audio_only.audio, batch.audio)
+    assert audio_only.has_audio.tolist() == batch.has_audio.tolist()
+
+    visual_only = experiment.zero_filled(batch, "v", audio_hop_s=0.01, visual_fps=5.0)
+    # Rows with video get 9 / 5 s, 7 / 5 s and 10 / 5 s of zero log-mel frames at 10 ms.
+    assert visual_only.audio_mask.sum(dim=1).tolist() == [180, 22, 140, 200]
+    for row in (0, 2, 3):
+        assert torch.count_nonzero(visual_only.audio[row]) == 0
+    assert torch.equal(visual_only.audio[1, :22], batch.audio[1, :22])
+    assert torch.equal(visual_only.visual, batch.visual)
+    with pytest.raises(ValueError, match="condition 'a' or 'v'"):
+        experiment.zero_filled(batch, "av", audio_hop_s=0.01, visual_fps=5.0)
+
+
+def test_zero_fill_scores_run_the_audio_visual_path_on_filled_single_modal_clips() -> None:
+    torch.manual_seed(0)
+    config = ModelConfig.named("tiny")
+    model = CrossModalTransformer(config).eval()
+    half = [0.5] * len(EMOTIONS)
+    checkpoint = Checkpoint(
+        model=model,
+        model_config=config,
+        thresholds={"av": [0.4] * len(EMOTIONS), "a": half, "v": half},
+        labels=list(EMOTIONS),
+        feature_config={},
+        metadata={},
+    )
+    batches = [learnable_batch(seed) for seed in range(3)]
+    for batch in batches:  # make a few rows single-modal
+        batch.visual_mask[:3] = False
+        batch.audio_mask[3:5] = False
+    scores = experiment.zero_fill_scores(checkpoint, batches, batches)
+    for condition, keep in (("a", "has_audio"), ("v", "has_visual")):
+        expected_rows = sum(int(getattr(b, keep).sum()) for b in batches)
+        assert scores["test_zerofill"][condition]["samples"] == expected_rows
+        # By hand: the av path on the filled batch, decided with the av thresholds.
+        with torch.no_grad():
+            filled = [experiment.zero_filled(b, condition, 0.01, 5.0) for b in batches]
+            probs = np.concatenate(
+                [
+                    torch.sigmoid(model(f, "av"))[getattr(b, keep)].numpy()
+                    for f, b in zip(filled, batches, strict=True)
+                ]
+            )
+        labels = np.concatenate([b.labels[getattr(b, keep)].numpy() for b in batches])
+        by_hand = metrics.emotion_metrics(probs, labels, np.asarray([0.4] * len(EMOTIONS)))
+        fixed = scores["test_zerofill_av_thresholds"][condition]
+        assert fixed["f1"] == pytest.approx(by_hand["f1"], abs=1e-6)
+        assert fixed["auc"] == pytest.approx(by_hand["auc"], abs=1e-6)
+        # The skip path (the model's own `a`/`v`) gives other probabilities than zero fill.
+        skip = torch.sigmoid(model(batches[0], condition))[getattr(batches[0], keep)]
+        assert not torch.allclose(
+            skip, torch.sigmoid(model(filled[0], "av"))[getattr(batches[0], keep)]
+        )
+
+
+def test_zero_fill_rows_follow_the_av_records_and_keep_its_audio_visual_cell() -> None:
+    rows = experiment.variant_rows(CONFIG)
+    names = [r["name"] for r in rows]
+    assert names[names.index("av") + 1] == experiment.ZERO_FILL
+    assert rows[names.index(experiment.ZERO_FILL)]["evaluates"] == "av"
+    record = {
+        "variant": "av",
+        "seed": 1,
+        "mode": "av",
+        "test": {"av": {"f1": 0.7}, "a": {"f1": 0.6}, "v": {"f1": 0.5}},
+        "test_av_thresholds": {"av": {"f1": 0.7}, "a": {"f1": 0.4}, "v": {"f1": 0.3}},
+        "test_zerofill": {"a": {"f1": 0.2}, "v": {"f1": 0.1}},
+        "test_zerofill_av_thresholds": {"a": {"f1": 0.15}, "v": {"f1": 0.05}},
+    }
+    other = {**record, "variant": "av-dropout"}
+    (derived,) = experiment.evaluated_runs([record, other])
+    assert derived["variant"] == experiment.ZERO_FILL and derived["seed"] == 1
+    assert derived["test"] == {"av": {"f1": 0.7}, "a": {"f1": 0.2}, "v": {"f1": 0.1}}
+    assert derived["test_av_thresholds"]["a"] == {"f1": 0.15}

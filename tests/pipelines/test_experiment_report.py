@@ -179,3 +179,92 @@ def test_in_short_counts_what_holds_and_explains_a_missing_collapse() -> None:
     text = report.in_short(report.check_claims(summary), summary, {"runs": records})[0]
     assert text.startswith("In short: 3 of the 5 measured parts")
     assert "visual only F1 falls to 50% of the recalibrated value" in text
+
+
+def _with_zero_fill(records: list[dict], a: float, v: float) -> list[dict]:
+    """Add `av-zerofill` records (from the `av` ones) with these single-modal F1s."""
+    out = list(records)
+    for r in records:
+        if r["variant"] == "av":
+            test = {"av": r["test"]["av"], "a": {"f1": a}, "v": {"f1": v}}
+            out.append({**r, "variant": report.ZERO_FILLED, "test": test})
+    return out
+
+
+def test_zero_filled_conventional_model_gets_its_own_collapse_checks() -> None:
+    numbers = {k: dict(v) for k, v in HOLDS.items()}
+    numbers["av"] = {"av": 0.70, "a": 0.58, "v": 0.48}  # skipping the stream: no collapse
+    records = _with_zero_fill(_records(numbers), a=0.20, v=0.45)  # zeros: collapse on audio only
+    summary = report.aggregate(records)
+    checks = report.check_claims(summary)
+    collapse = [c for c in checks if c.part == "collapse"]
+    assert [c.holds for c in collapse] == [False, False, True, False]
+    assert "`av-zerofill`" in collapse[2].claim and "audio only" in collapse[2].claim
+    assert "33% of it" in collapse[2].measured  # 0.20 / 0.60
+    text = report.in_short(checks, summary, {"runs": records})[0]
+    assert "(`av`) does not collapse" in text
+    assert "it collapses on audio only input, not on visual only" in text
+    # Without zero-fill records the checks are the five of the claim, as before.
+    assert len(report.check_claims(report.aggregate(_records(numbers)))) == 5
+
+
+def test_rows_from_an_earlier_grid_fill_missing_variants_and_are_marked() -> None:
+    records = _records(HOLDS)
+    current = [r for r in records if r["variant"] in ("av", "colearn")]
+    earlier = [
+        {**r, "test": {c: {**s, "f1": s["f1"] - 0.1} for c, s in r["test"].items()}}
+        for r in records
+    ]
+    results = _results(current)
+    results["missing"] = []
+    results["earlier"] = {
+        "command": "python bench/paper_claim.py --old",
+        "commit": "0ldc0mm1t",
+        "config": {"epochs": 12},
+        "runs": earlier,
+        "differences": "mean pooling",
+    }
+    runs, taken = report.page_runs(results)
+    assert taken == {"audio", "visual", "av-dropout", "colearn-views-only"}
+    # av and colearn come from this grid only; the others from the earlier one.
+    by_variant = {(r["variant"], r["seed"]): r for r in runs}
+    assert by_variant[("av", 0)]["test"]["av"]["f1"] == pytest.approx(0.69)
+    assert by_variant[("audio", 0)]["earlier"] is True
+    text = report.page(results, "results.png")
+    section = text.split("### Macro-F1\n\n", 1)[1].split("\n\n", 1)[0]
+    names = [line.strip("|").split("|")[0].strip() for line in section.splitlines()[2:]]
+    assert names == ["audio †", "visual †", "av", "av-dropout †", "colearn", "colearn-views-only †"]
+    assert "`python bench/paper_claim.py --old` at commit `0ldc0mm1t`" in text
+    assert "(mean pooling)" in text
+    assert "| `audio` † | 0 |" in text and "| `av` | 0 |" in text
+    assert "None: all 6 models x 3 seeds finished († rows: in the earlier grid)." in text
+    assert "compares with † `audio`, from the earlier grid" in text
+    assert "compare two code versions" not in text and "compares two code versions" in text
+
+
+def test_page_names_no_machine_path_for_the_tracking_store() -> None:
+    records = _records(HOLDS)
+    for record in records:
+        for scores in record["test"].values():
+            scores["samples"] = 10.0
+    results = _results(records)
+    del results["setup"]
+    results.update(
+        experiment="paper-claim",
+        tracking_uri="sqlite:////home/someone/bench/out/paper_claim/mlflow.db",
+        config={"model_size": "tiny", "epochs": 12, "batch_size": 16, "lr": 1e-3, "workers": 1},
+        corpus={
+            "clips_per_split": {"train": 7, "valid": 2, "test": 2},
+            "synth_command": "avemo synth DIR",
+            "files": 3,
+            "media_hours": 0.1,
+            "extract_errors": 0,
+            "feature_config": {},
+        },
+        model_config={"d_model": 32, "audio_layers": 1, "visual_layers": 1, "cross_layers": 1},
+        model_parameters=1000,
+    )
+    text = report.page(results, "results.png")
+    assert "/home/someone" not in text and "sqlite:" not in text
+    assert "SQLite `mlflow.db` in the work folder" in text
+    assert report.tracking_description("http://10.0.0.5:5000") == "an MLflow tracking server"
