@@ -93,11 +93,11 @@ class Corpus:
     """The cached clips, batched per split through the project's `collate`."""
 
     def __init__(self, cache: Path) -> None:
-        data = np.load(cache)
-        offsets = np.concatenate([[0], np.cumsum(data["lengths"])])
-        self.clips = [data["feats"][a:b] for a, b in zip(offsets[:-1], offsets[1:], strict=True)]
-        self.labels = data["labels"]
-        self.actors = data["actors"]
+        with np.load(cache) as data:  # every key access re-reads the archive: read each once
+            feats, lengths = data["feats"], data["lengths"]
+            self.labels, self.actors = data["labels"], data["actors"]
+        offsets = np.concatenate([[0], np.cumsum(lengths)])
+        self.clips = [feats[a:b] for a, b in zip(offsets[:-1], offsets[1:], strict=True)]
 
     def indices(self, actors: range | tuple[int, ...]) -> np.ndarray:
         return np.flatnonzero(np.isin(self.actors, list(actors)))
