@@ -7,6 +7,10 @@ import pytest
 import torch
 
 from avemo_core.augment import augment_batch, mel_shift, spec_augment, time_stretch
+from avemo_core.colearning import CoLearningConfig
+from avemo_core.config import ConfigError
+from avemo_core.model import CrossModalTransformer, ModelConfig
+from avemo_core.training import TrainConfig, make_optimizer, train_epoch
 from tests.avemo_core.model_batches import random_batch
 
 
@@ -77,3 +81,26 @@ def test_augment_batch_chains_and_leaves_labels_and_visual() -> None:
     assert torch.equal(out.has_audio, batch.has_audio)
     assert torch.equal(out.visual, batch.visual) and torch.equal(out.labels, batch.labels)
     assert np.isfinite(out.audio.numpy()).all()
+
+
+def test_train_config_checks_the_augmentation_fields() -> None:
+    assert TrainConfig().mel_shift_bins == 0 and TrainConfig().time_stretch == 0.0  # off
+    with pytest.raises(ConfigError, match="mel_shift_bins"):
+        TrainConfig(mel_shift_bins=-1)
+    with pytest.raises(ConfigError, match="time_stretch"):
+        TrainConfig(time_stretch=1.0)
+
+
+def test_train_epoch_runs_with_every_augmentation_on() -> None:
+    torch.manual_seed(0)
+    model = CrossModalTransformer(ModelConfig.named("tiny"))
+    config = TrainConfig(time_masks=1, freq_masks=1, mel_shift_bins=2, time_stretch=0.1)
+    stats = train_epoch(
+        model,
+        [random_batch(4)],
+        make_optimizer(model, config),
+        CoLearningConfig(mode="audio"),
+        config,
+        torch.device("cpu"),
+    )
+    assert stats["samples"] == 4.0 and np.isfinite(stats["loss"])
