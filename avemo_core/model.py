@@ -25,6 +25,7 @@ from avemo_core.labels import CONDITION_MODALITIES, CONDITIONS
 # Time subsampling of the audio encoder's two stride-2 convolutions.
 AUDIO_SUBSAMPLING = 4
 AUDIO_NORMS = ("corpus", "utterance")
+AUDIO_FRONTENDS = ("conv1d", "conv2d")
 POOLINGS = ("stats", "mean")
 # Floor of a corpus standard deviation and of a pooled variance: keeps a constant bin finite.
 _EPS = 1e-5
@@ -72,6 +73,11 @@ class ModelConfig(FrozenConfig):
     # utterance: each clip's own mean/variance (removes them)
     audio_norm: str = "corpus"
     pooling: str = "stats"  # stats: mean and std over time per stream; mean: mean only
+    # conv1d: two convolutions over time with the mel bins as channels (a fixed spectral layout);
+    # conv2d: three convolutions over (time, mel) whose kernels slide along the mel axis too, so a
+    # pattern shifted by a speaker's pitch or vocal tract is the same pattern
+    audio_frontend: str = "conv1d"
+    audio_channels: int = 16  # channels of the first conv2d layer (then x2, x2)
 
     def validate(self) -> None:
         require(self.audio_dims > 0, "audio_dims must be > 0")
@@ -94,6 +100,11 @@ class ModelConfig(FrozenConfig):
         require(self.visual_fps > 0.0, "visual_fps must be > 0")
         require(self.audio_norm in AUDIO_NORMS, f"audio_norm must be one of {AUDIO_NORMS}")
         require(self.pooling in POOLINGS, f"pooling must be one of {POOLINGS}")
+        require(
+            self.audio_frontend in AUDIO_FRONTENDS,
+            f"audio_frontend must be one of {AUDIO_FRONTENDS}",
+        )
+        require(self.audio_channels > 0, "audio_channels must be > 0")
 
     @classmethod
     def named(cls, size: str, **overrides: object) -> ModelConfig:
@@ -219,32 +230,103 @@ class Block(nn.Module):
         return x + self.drop(self.ff(self.norm_ff(x)))
 
 
-class AudioFrontEnd(nn.Module):
-    """Feature normalisation (corpus or utterance), then two stride-2 convolutions (x4 fewer steps).
+def _subsample_mask(mask: torch.Tensor, steps: int) -> torch.Tensor:
+    """(B, T) prefix mask -> (B, steps) mask of a stride-2, kernel-3, padding-1 output in time."""
+    lengths = mask.sum(dim=1)  # (B,)
+    out_lengths = torch.div(lengths - 1, 2, rounding_mode="floor") + 1  # 0 stays 0
+    return torch.arange(steps, device=mask.device)[None, :] < out_lengths[:, None]  # (B, steps)
 
-    Corpus statistics are buffers (`audio_mean`, `audio_std`, (F,)): `set_normalisation` fills
-    them from the training split, and they are saved and loaded with the weights, so inference
-    normalises exactly as training did. Padded frames are zeroed before each convolution and the
-    output length follows from the input length, so a padded sample gives exactly the steps of the
-    unpadded one. Masks are prefixes (real frames first, padding after), as `collate` builds them.
+
+class FrameNorm(nn.Module):
+    """Normalise each time step of a (B, C, T, F) map over its channels and bins, then an affine.
+
+    Unlike BatchNorm or GroupNorm over the whole map, a frame's output depends on that frame alone:
+    neither padding nor the rest of the batch moves it.
     """
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(1, channels, 1, 1))
+        self.bias = nn.Parameter(torch.zeros(1, channels, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mean = x.mean(dim=(1, 3), keepdim=True)  # (B, 1, T, 1)
+        var = x.var(dim=(1, 3), keepdim=True, unbiased=False)  # (B, 1, T, 1)
+        return (x - mean) * torch.rsqrt(var + _EPS) * self.weight + self.bias
+
+
+class Conv1dSubsampling(nn.Module):
+    """Two stride-2 convolutions over time, mel bins as channels: (B, T, F) -> (B, T/4, D)."""
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         d = config.d_model
+        self.conv1 = nn.Conv1d(config.audio_dims, d, kernel_size=3, stride=2, padding=1)
+        self.conv2 = nn.Conv1d(d, d, kernel_size=3, stride=2, padding=1)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = F.gelu(self.conv1(x.transpose(1, 2)))  # (B, D, Ta / 2)
+        mask = _subsample_mask(mask, x.shape[-1])
+        x = x * mask[:, None, :].to(x.dtype)
+        x = F.gelu(self.conv2(x))  # (B, D, Ta / 4)
+        return x.transpose(1, 2), _subsample_mask(mask, x.shape[-1])  # (B, Ta / 4, D)
+
+
+class Conv2dSubsampling(nn.Module):
+    """Three 3x3 convolutions over (time, mel), stride 2 in mel each and in time twice (x4), each
+    followed by `FrameNorm` and GELU; the (channels x remaining bins) of each step are projected
+    to D. (B, T, F) -> (B, T/4, D).
+    """
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        c = config.audio_channels
+        widths = [1, c, 2 * c, 4 * c]
+        self.time_strides = (2, 2, 1)
+        self.convs = nn.ModuleList(
+            nn.Conv2d(c_in, c_out, 3, stride=(t, 2), padding=1)
+            for c_in, c_out, t in zip(widths[:-1], widths[1:], self.time_strides, strict=True)
+        )
+        self.norms = nn.ModuleList(FrameNorm(c_out) for c_out in widths[1:])
+        bins = config.audio_dims
+        for _ in self.convs:
+            bins = (bins - 1) // 2 + 1  # stride 2, kernel 3, padding 1
+        self.proj = nn.Linear(widths[-1] * bins, config.d_model)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = x[:, None]  # (B, 1, Ta, F)
+        for conv, norm, stride in zip(self.convs, self.norms, self.time_strides, strict=True):
+            x = F.gelu(norm(conv(x)))  # (B, C, T', F')
+            if stride == 2:
+                mask = _subsample_mask(mask, x.shape[2])
+            x = x * mask[:, None, :, None].to(x.dtype)  # padded steps back to exactly zero
+        batch, channels, steps, bins = x.shape
+        x = x.permute(0, 2, 1, 3).reshape(batch, steps, channels * bins)  # (B, Ta / 4, C F')
+        return self.proj(x), mask  # (B, Ta / 4, D), (B, Ta / 4)
+
+
+class AudioFrontEnd(nn.Module):
+    """Feature normalisation (corpus or utterance), then x4 subsampling in time to width D.
+
+    Corpus statistics are buffers (`audio_mean`, `audio_std`, (F,)): `set_normalisation` fills
+    them from the training split, and they are saved and loaded with the weights, so inference
+    normalises exactly as training did. Padded frames are zeroed before each convolution, every
+    norm works per frame, and the output length follows from the input length, so a padded sample
+    gives exactly the steps of the unpadded one. Masks are prefixes (real frames first, padding
+    after), as `collate` builds them.
+    """
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
         self.norm = config.audio_norm
         if self.norm == "corpus":
             self.register_buffer("audio_mean", torch.zeros(config.audio_dims))
             self.register_buffer("audio_std", torch.ones(config.audio_dims))
-        self.conv1 = nn.Conv1d(config.audio_dims, d, kernel_size=3, stride=2, padding=1)
-        self.conv2 = nn.Conv1d(d, d, kernel_size=3, stride=2, padding=1)
-
-    @staticmethod
-    def _subsample_mask(mask: torch.Tensor, steps: int) -> torch.Tensor:
-        """(B, T) prefix mask -> (B, steps) mask of the stride-2, kernel-3, padding-1 output."""
-        lengths = mask.sum(dim=1)  # (B,)
-        out_lengths = torch.div(lengths - 1, 2, rounding_mode="floor") + 1  # 0 stays 0
-        return torch.arange(steps, device=mask.device)[None, :] < out_lengths[:, None]  # (B, steps)
+        self.subsample = (
+            Conv2dSubsampling(config)
+            if config.audio_frontend == "conv2d"
+            else Conv1dSubsampling(config)
+        )
 
     def set_normalisation(self, mean: torch.Tensor, std: torch.Tensor) -> None:
         """Store (F,) corpus mean and standard deviation (floored) for every later forward."""
@@ -266,13 +348,8 @@ class AudioFrontEnd(nn.Module):
         return (audio - mean) * torch.rsqrt(var + _EPS) * weights  # (B, Ta, F)
 
     def forward(self, audio: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        x = self.normalise(audio, mask).transpose(1, 2)  # (B, F, Ta)
-        x = F.gelu(self.conv1(x))  # (B, D, Ta / 2)
-        mask = self._subsample_mask(mask, x.shape[-1])
-        x = x * mask[:, None, :].to(x.dtype)
-        x = F.gelu(self.conv2(x))  # (B, D, Ta / 4)
-        mask = self._subsample_mask(mask, x.shape[-1])
-        return x.transpose(1, 2), mask  # (B, Ta / 4, D), (B, Ta / 4)
+        """(B, Ta, F), (B, Ta) -> (B, Ta / 4, D), (B, Ta / 4)."""
+        return self.subsample(self.normalise(audio, mask), mask)
 
 
 class FrameCNN(nn.Module):

@@ -39,6 +39,8 @@ class TrainConfig(FrozenConfig):
     time_mask_frames: int = 40  # longest time span, in audio frames
     freq_masks: int = 0  # SpecAugment mel bands masked per training clip (0 = off)
     freq_mask_bins: int = 10  # widest band, in mel bins
+    mel_shift_bins: int = 0  # each training clip moves up to this many mel bins up or down
+    time_stretch: float = 0.0  # each training clip's time axis is resampled by 1 +- up to this
     grad_clip: float = 1.0  # max global grad norm (0 = off)
     seed: int = 0  # seeds torch/numpy for the run
     max_audio_frames: int = 1000  # clips are cut to this many audio frames (10 s at 10 ms)
@@ -56,6 +58,8 @@ class TrainConfig(FrozenConfig):
             min(self.time_masks, self.time_mask_frames, self.freq_masks, self.freq_mask_bins) >= 0,
             "SpecAugment counts and widths must be >= 0",
         )
+        require(self.mel_shift_bins >= 0, "mel_shift_bins must be >= 0")
+        require(0.0 <= self.time_stretch < 1.0, "time_stretch must be in [0, 1)")
         require(self.grad_clip >= 0.0, "grad_clip must be >= 0")
         require(self.max_audio_frames > 0, "max_audio_frames must be > 0")
         require(self.max_visual_frames > 0, "max_visual_frames must be > 0")
@@ -164,7 +168,7 @@ def train_epoch(
     config: TrainConfig,
     device: torch.device,
 ) -> dict[str, float]:
-    """One pass at the optimizer's current learning rate, with SpecAugment masking of the audio.
+    """One pass at the optimizer's current learning rate, the audio augmented as `config` says.
 
     Returns mean loss parts and `samples`.
     """
@@ -179,6 +183,8 @@ def train_epoch(
             config.time_mask_frames,
             config.freq_masks,
             config.freq_mask_bins,
+            mel_shift_bins=config.mel_shift_bins,
+            time_stretch_max=config.time_stretch,
         )
         with _autocast(config, device):
             out = colearning_loss(model, batch, colearning)

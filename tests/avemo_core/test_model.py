@@ -15,10 +15,12 @@ from avemo_core.model import Attention, CrossModalTransformer, ModelConfig
 from tests.avemo_core.model_batches import NUM_EMOTIONS, pad_batch, random_batch
 
 
-@pytest.fixture()
-def model() -> CrossModalTransformer:
+@pytest.fixture(params=["conv1d", "conv2d"])
+def model(request: pytest.FixtureRequest) -> CrossModalTransformer:
+    """The tiny model with each audio front end: every guarantee below holds for both."""
     torch.manual_seed(0)
-    return CrossModalTransformer(ModelConfig.named("tiny")).eval()
+    config = ModelConfig.named("tiny", audio_frontend=request.param, audio_channels=4)
+    return CrossModalTransformer(config).eval()
 
 
 def full_batch(seed: int = 1) -> Batch:
@@ -101,7 +103,7 @@ def test_same_weights_serve_all_three_conditions(model: CrossModalTransformer) -
     assert not torch.allclose(outputs["av"], outputs["v"])
     assert not torch.allclose(outputs["a"], outputs["v"])
     # One state dict rebuilds every condition exactly: no per-condition weights exist elsewhere.
-    clone = CrossModalTransformer(ModelConfig.named("tiny")).eval()
+    clone = CrossModalTransformer(model.config).eval()
     clone.load_state_dict(model.state_dict())
     for condition, expected in outputs.items():
         assert torch.equal(clone(batch, condition), expected)
@@ -163,3 +165,32 @@ def test_views_share_one_encoding_and_match_single_conditions(model: CrossModalT
         torch.testing.assert_close(logits, model(batch, condition), atol=1e-6, rtol=0)
     with pytest.raises(ValueError, match="unknown condition"):
         model(batch, views=("av", "x"))
+
+
+def test_conv2d_front_end_subsamples_time_by_four_and_shares_kernels_across_bins() -> None:
+    torch.manual_seed(0)
+    config = ModelConfig.named("tiny", audio_frontend="conv2d", audio_channels=4)
+    model = CrossModalTransformer(config).eval()
+    batch = random_batch(6, audio_frames=(37, 8, 1, 40), visual_frames=(0, 0, 0, 0))
+    encoded = model.encode_audio(batch.audio, batch.audio_mask)
+    assert encoded.seq.shape == (4, 10, config.d_model)  # ceil(ceil(40 / 2) / 2) = 10 steps
+    assert encoded.mask.sum(dim=1).tolist() == [10, 2, 1, 10]
+    convs = [m for m in model.audio_front.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert [c.stride for c in convs] == [(2, 2), (2, 2), (1, 2)]
+    # No Conv1d over the mel bins is left: the front end is the 2D one alone.
+    assert not any(isinstance(m, torch.nn.Conv1d) for m in model.audio_front.modules())
+    with pytest.raises(ConfigError, match="audio_frontend"):
+        ModelConfig.named("tiny", audio_frontend="conv3d")
+
+
+def test_conv2d_output_of_a_frame_ignores_the_rest_of_the_batch() -> None:
+    """Per-frame norms: a sample's output does not move when another sample changes (eval)."""
+    torch.manual_seed(0)
+    model = CrossModalTransformer(
+        ModelConfig.named("tiny", audio_frontend="conv2d", audio_channels=4)
+    ).eval()
+    batch = random_batch(7, audio_frames=(30, 25), visual_frames=(0, 0))
+    other = random_batch(8, audio_frames=(30, 25), visual_frames=(0, 0))
+    changed = dataclasses.replace(batch, audio=torch.cat([batch.audio[:1], other.audio[1:] * 3.0]))
+    torch.testing.assert_close(model(changed, "a")[0], model(batch, "a")[0], atol=1e-6, rtol=0)
+    assert not torch.allclose(model(changed, "a")[1], model(batch, "a")[1])

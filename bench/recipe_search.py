@@ -1,0 +1,248 @@
+"""Screen training recipes on RAVDESS speech fast: one plain PyTorch loop, no Ray, no MLflow.
+
+    .venv/bin/python bench/recipe_search.py [--corpus ../shared/data/ravdess-speech]
+        [--cache /tmp/avemo-ravdess-logmel.npz] [--size small] [--model KEY=VALUE ...]
+        [--train KEY=VALUE ...] [--average-last K] [--seeds 0] [--test]
+
+Log-mels are extracted once with the project's `LogMelExtractor` (ffmpeg decodes to 16 kHz mono)
+into an .npz cache. Each run trains `--mode audio` (the `a` view) with `train_epoch` and scores
+the validation actors (17-20) after every epoch: macro-F1 with thresholds tuned on valid itself
+(optimistic), at 0.5, and cross-fitted (thresholds tuned on two valid actors, scored on the other
+two, both ways). The final model is the best epoch by valid macro-F1, or with `--average-last K`
+the mean of the weights after each of the last K epochs (no choice by valid at all). `--test`
+also scores the final model on the test actors (21-24) with thresholds tuned on valid: use it for
+the chosen recipe only, never to choose one. Settings are chosen on valid.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo root
+
+from avemo_core import metrics
+from avemo_core.averaging import WeightAverage
+from avemo_core.colearning import CoLearningConfig
+from avemo_core.data import Batch, collate
+from avemo_core.features.audio import LogMelExtractor
+from avemo_core.labels import EMOTIONS
+from avemo_core.model import CrossModalTransformer, ModelConfig
+from avemo_core.training import (
+    TrainConfig,
+    fit_normalisation,
+    make_optimizer,
+    predict,
+    seed_everything,
+    set_epoch_lr,
+    train_epoch,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+# RAVDESS emotion code -> avemo emotion; 01 neutral and 02 calm carry none.
+RAVDESS_EMOTIONS = {
+    "03": "happiness",
+    "04": "sadness",
+    "05": "anger",
+    "06": "fear",
+    "07": "disgust",
+    "08": "surprise",
+}
+VALID_HALVES = ((17, 18), (19, 20))  # cross-fitting of thresholds within the valid actors
+
+
+def _decode(path: Path) -> np.ndarray:
+    """(N,) float32 16 kHz mono samples by ffmpeg (argument list, no shell)."""
+    raw = subprocess.run(
+        ["ffmpeg", "-v", "error", "-i", str(path), "-f", "f32le", "-ac", "1", "-ar", "16000", "-"],
+        capture_output=True,
+        check=True,
+    ).stdout
+    return np.frombuffer(raw, np.float32)
+
+
+def build_cache(corpus: Path, cache: Path) -> None:
+    """Log-mels (concatenated), lengths, (N, E) labels and actors of every RAVDESS speech file."""
+    files = sorted(corpus.glob("*.flac"))
+    if len(files) != 1440:
+        raise SystemExit(f"{corpus}: expected the 1,440 RAVDESS speech files, found {len(files)}")
+    extractor = LogMelExtractor()
+    with ThreadPoolExecutor(2) as pool:
+        feats = list(pool.map(lambda p: extractor(_decode(p)), files))
+    labels = np.zeros((len(files), len(EMOTIONS)), np.float32)
+    actors = np.zeros(len(files), np.int64)
+    for i, path in enumerate(files):
+        fields = path.stem.split("-")  # MM-VV-EE-II-SS-RR-AA
+        actors[i] = int(fields[6])
+        if fields[2] in RAVDESS_EMOTIONS:
+            labels[i, EMOTIONS.index(RAVDESS_EMOTIONS[fields[2]])] = 1.0
+    lengths = np.array([len(f) for f in feats])
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(cache, feats=np.concatenate(feats), lengths=lengths, labels=labels, actors=actors)
+
+
+class Corpus:
+    """The cached clips, batched per split through the project's `collate`."""
+
+    def __init__(self, cache: Path) -> None:
+        with np.load(cache) as data:  # every key access re-reads the archive: read each once
+            feats, lengths = data["feats"], data["lengths"]
+            self.labels, self.actors = data["labels"], data["actors"]
+        offsets = np.concatenate([[0], np.cumsum(lengths)])
+        self.clips = [feats[a:b] for a, b in zip(offsets[:-1], offsets[1:], strict=True)]
+
+    def indices(self, actors: range | tuple[int, ...]) -> np.ndarray:
+        return np.flatnonzero(np.isin(self.actors, list(actors)))
+
+    def batches(self, index: np.ndarray, size: int, rng: np.random.Generator | None) -> list[Batch]:
+        order = rng.permutation(index) if rng is not None else index
+        no_video = np.zeros((0, 64, 64), np.uint8)
+        return [
+            collate(
+                [self.clips[i] for i in chunk],
+                [no_video] * len(chunk),
+                self.labels[chunk],
+            )
+            for chunk in np.array_split(order, max(1, int(np.ceil(len(order) / size))))
+        ]
+
+
+def _pairs(items: list[str]) -> dict[str, object]:
+    """KEY=VALUE strings -> dict, values parsed as JSON where they parse (numbers, true)."""
+    out: dict[str, object] = {}
+    for item in items:
+        key, _, value = item.partition("=")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
+def scores(
+    probs: np.ndarray, labels: np.ndarray, actors: np.ndarray, halves=VALID_HALVES
+) -> dict[str, float]:
+    """Valid macro-F1: thresholds tuned on these data, fixed 0.5, and cross-fitted by actor."""
+    tuned = metrics.tune_thresholds(probs, labels)
+    fixed = np.full(len(EMOTIONS), 0.5)
+    crossed = []
+    for fit_half, score_half in (halves, halves[::-1]):
+        fit_rows, score_rows = np.isin(actors, fit_half), np.isin(actors, score_half)
+        thresholds = metrics.tune_thresholds(probs[fit_rows], labels[fit_rows])
+        crossed.append(
+            metrics.emotion_metrics(probs[score_rows], labels[score_rows], thresholds)["f1"]
+        )
+    return {
+        "tuned": metrics.emotion_metrics(probs, labels, tuned)["f1"],
+        "fixed": metrics.emotion_metrics(probs, labels, fixed)["f1"],
+        "cross": float(np.mean(crossed)),
+        "auc": metrics.emotion_metrics(probs, labels, tuned)["auc"],
+    }
+
+
+def run(
+    corpus: Corpus,
+    model_config: ModelConfig,
+    config: TrainConfig,
+    average_last: int,
+    test: bool,
+) -> dict[str, object]:
+    """Train one seed; valid scores per epoch and of the final model (and test when asked)."""
+    seed_everything(config.seed)
+    device = torch.device("cpu")
+    model = CrossModalTransformer(model_config)
+    train_index = corpus.indices(range(1, 17))
+    valid_index, test_index = corpus.indices(range(17, 21)), corpus.indices(range(21, 25))
+    valid = corpus.batches(valid_index, 32, None)
+    fit_normalisation(model, corpus.batches(train_index, 64, None))
+    optimizer = make_optimizer(model, config)
+    colearning = CoLearningConfig(mode="audio")
+    rng = np.random.default_rng(config.seed)
+    average = WeightAverage()
+    best: tuple[float, int, dict[str, torch.Tensor]] = (-1.0, -1, {})
+    began = time.perf_counter()
+    for epoch in range(config.epochs):
+        set_epoch_lr(optimizer, epoch, config)
+        train = corpus.batches(train_index, config.batch_size, rng)
+        stats = train_epoch(model, train, optimizer, colearning, config, device)
+        if epoch >= config.epochs - average_last:
+            average.update(model)
+        probs, labels = predict(model, valid, ["a"], device)["a"]
+        epoch_scores = scores(probs, labels, corpus.actors[valid_index])
+        if epoch_scores["tuned"] > best[0]:
+            state = {k: v.clone() for k, v in model.state_dict().items()}
+            best = (epoch_scores["tuned"], epoch, state)
+        print(
+            f"  epoch {epoch:2d} loss {stats['loss']:.3f}"
+            f"  valid F1 tuned {epoch_scores['tuned']:.3f}"
+            f" 0.5 {epoch_scores['fixed']:.3f} cross {epoch_scores['cross']:.3f}"
+            f" AUC {epoch_scores['auc']:.3f}  {time.perf_counter() - began:.0f} s",
+            flush=True,
+        )
+    if average_last > 0:
+        average.apply_to(model)
+        chosen = f"mean of the last {average_last} epochs"
+    else:
+        model.load_state_dict(best[2])
+        chosen = f"best valid epoch {best[1]}"
+    probs, labels = predict(model, valid, ["a"], device)["a"]
+    result: dict[str, object] = {
+        "final": chosen,
+        "valid": scores(probs, labels, corpus.actors[valid_index]),
+        "seconds": time.perf_counter() - began,
+    }
+    if test:
+        thresholds = metrics.tune_thresholds(probs, labels)
+        test_probs, test_labels = predict(
+            model, corpus.batches(test_index, 32, None), ["a"], device
+        )["a"]
+        result["test"] = metrics.emotion_metrics(test_probs, test_labels, thresholds)
+        result["test_fixed"] = metrics.emotion_metrics(
+            test_probs, test_labels, np.full(len(EMOTIONS), 0.5)
+        )
+    return result
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--corpus", type=Path, default=REPO.parent / "shared/data/ravdess-speech")
+    parser.add_argument("--cache", type=Path, default=Path("/tmp/avemo-ravdess-logmel.npz"))
+    parser.add_argument("--size", default="small", help="named model size")
+    parser.add_argument("--model", nargs="*", default=[], help="ModelConfig overrides KEY=VALUE")
+    parser.add_argument("--train", nargs="*", default=[], help="TrainConfig overrides KEY=VALUE")
+    parser.add_argument("--average-last", type=int, default=0, help="average the last K epochs")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--test", action="store_true", help="also score the test actors")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    if not args.cache.exists():
+        build_cache(args.corpus, args.cache)
+    corpus = Corpus(args.cache)
+    model_config = ModelConfig.named(args.size, **_pairs(args.model))
+    results = []
+    for seed in args.seeds:
+        config = TrainConfig(**{**_pairs(args.train), "seed": seed})
+        print(f"seed {seed}: {model_config.to_dict()} {config.to_dict()}", flush=True)
+        result = run(corpus, model_config, config, args.average_last, args.test)
+        print(json.dumps({"seed": seed, **result}, default=float), flush=True)
+        results.append(result)
+    for key in ("tuned", "fixed", "cross"):
+        values = [r["valid"][key] for r in results]
+        print(f"valid {key}: {np.mean(values):.3f} ± {np.std(values):.3f}")
+    if args.test:
+        values = [r["test"]["f1"] for r in results]
+        print(f"test macro-F1: {np.mean(values):.3f} ± {np.std(values):.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
