@@ -305,6 +305,18 @@ class Conv2dSubsampling(nn.Module):
         return self.proj(x), mask  # (B, Ta / 4, D), (B, Ta / 4)
 
 
+def _rename_pre_frontend_keys(
+    module: nn.Module, state_dict: dict[str, torch.Tensor], prefix: str, *_: object
+) -> None:
+    """Checkpoints from before the front-end choice held the conv1d layers at `conv1`/`conv2` of
+    the front end itself; they now sit in `subsample`. Renamed on load, so those still load."""
+    for layer in ("conv1", "conv2"):
+        for part in ("weight", "bias"):
+            old = f"{prefix}{layer}.{part}"
+            if old in state_dict:
+                state_dict[f"{prefix}subsample.{layer}.{part}"] = state_dict.pop(old)
+
+
 class AudioFrontEnd(nn.Module):
     """Feature normalisation (corpus or utterance), then x4 subsampling in time to width D.
 
@@ -327,6 +339,7 @@ class AudioFrontEnd(nn.Module):
             if config.audio_frontend == "conv2d"
             else Conv1dSubsampling(config)
         )
+        self.register_load_state_dict_pre_hook(_rename_pre_frontend_keys)
 
     def set_normalisation(self, mean: torch.Tensor, std: torch.Tensor) -> None:
         """Store (F,) corpus mean and standard deviation (floored) for every later forward."""

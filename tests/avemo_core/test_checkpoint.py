@@ -76,6 +76,25 @@ def test_round_trip_restores_weights_outputs_and_configs(tmp_path: Path) -> None
         assert torch.equal(outputs(loaded.model, batch)[condition], logits), condition
 
 
+def test_weights_saved_before_the_front_end_choice_still_load(tmp_path: Path) -> None:
+    """Checkpoints of earlier releases hold the conv1d layers at `audio_front.conv1`/`conv2`."""
+    from safetensors.torch import load_file, save_file
+
+    original = make_checkpoint()
+    path = save_checkpoint(tmp_path / "ckpt", original)
+    weights = load_file(path / WEIGHTS_FILE)
+    old_names = {
+        name.replace("audio_front.subsample.", "audio_front."): tensor
+        for name, tensor in weights.items()
+    }
+    assert "audio_front.conv1.weight" in old_names
+    save_file(old_names, path / WEIGHTS_FILE)
+    loaded = load_checkpoint(path)
+    batch = make_batch(original.model_config)
+    for condition, logits in outputs(original.model, batch).items():
+        assert torch.equal(outputs(loaded.model, batch)[condition], logits), condition
+
+
 def refuse_constant(name: str) -> None:
     raise ValueError(f"non-standard JSON constant {name}")
 
