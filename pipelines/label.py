@@ -27,6 +27,7 @@ import pyarrow.compute as pc
 
 from avemo_core.checkpoint import WEIGHTS_FILE, load_checkpoint
 from avemo_core.config import FrozenConfig, require
+from avemo_core.media.extractor_config import ExtractorConfig
 from avemo_core.schema import label_schema, media_id_for
 from pipelines.label_store import LabelStore, ModelKey, new_run_id
 from pipelines.label_summary import summarise_media
@@ -325,15 +326,9 @@ def _dataset(plan: Plan, config: LabelConfig, model: PinnedModel, options: dict[
         if plan.skipped:
             dataset = dataset.filter(expr=col("media_id").is_in(plan.todo))
     else:
-        from pipelines.extract import ExtractConfig
-
-        extractor = checkpoint.feature_config
-        if not {"clip", "decode", "audio", "visual"} <= set(extractor):
-            extractor = ExtractConfig(
-                input_uri=config.input_uri, output_uri=config.output_uri
-            ).extractor_config()
+        extractor = ExtractorConfig.saved_or_default(checkpoint.feature_config)
         setup = {
-            "extractor": extractor,
+            "extractor": extractor.to_dict(),
             "output_uri": config.output_uri,
             "storage_options": options,
         }

@@ -24,8 +24,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from avemo_core.schema import label_schema
-from pipelines.label_summary import media_schema
+from avemo_core.schema import label_schema, media_schema
 from pipelines.shards import ERRORS_DIR, SUCCESS_FILE, ShardStore
 
 LABELS_DIR = "labels"
