@@ -397,13 +397,8 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         valid_metrics, thresholds = training.validate(
             model, valid, conditions, device, threshold_config
         )
-        record = {
-            "epoch": float(epoch),
-            "train/lr": lr,
-            "train/samples_per_s": stats["samples"] * world / elapsed,
-        }
-        record.update({f"train/{k}": v for k, v in stats.items()})
-        record.update({f"valid/{k}": v for k, v in valid_metrics.items()})
+        record = training.epoch_record(epoch, stats, valid_metrics)
+        record.update({"train/lr": lr, "train/samples_per_s": stats["samples"] * world / elapsed})
         selection = selection_score(colearning.mode, valid_metrics)
         record[SCORE_KEY] = selection.score
         line = epoch_line(

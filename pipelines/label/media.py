@@ -20,8 +20,8 @@ from avemo_core.media.clips import MediaStats
 from avemo_core.media.errors import ErrorRecord, MediaError
 from avemo_core.media.probe import probe
 from pipelines.extract_media import local_copy, worker_state
-from pipelines.label_store import LabelStore
-from pipelines.labeller import MEDIA_CLIPS_COLUMN
+from pipelines.label.labeller import MEDIA_CLIPS_COLUMN
+from pipelines.label.store import LabelStore
 
 # Clip rows per table handed to the next stage.
 ROWS_PER_TABLE = 8
