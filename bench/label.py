@@ -188,7 +188,7 @@ def main() -> None:
     from bench.common.benchmarks_page import save_output
 
     out = {"out_dir": args.out_dir} if args.out_dir else {}
-    saved = save_output(__file__, [sys.executable, *sys.argv], results, **out)
+    saved = save_output(__file__, ["python", "-m", __spec__.name, *sys.argv[1:]], results, **out)
     print(f"saved {saved}")
 
 

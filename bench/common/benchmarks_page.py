@@ -88,7 +88,8 @@ def run_script(script: Path, args: Sequence[str], out_dir: str | Path, timeout_s
         proc = subprocess.run(
             cmd, cwd=script.parent.parent, capture_output=True, text=True, timeout=timeout_s
         )
-        rc, output = proc.returncode, proc.stdout + proc.stderr
+        # what the script printed; the libraries' logs (stderr) only when it failed
+        rc, output = proc.returncode, proc.stdout + (proc.stderr if proc.returncode else "")
     except subprocess.TimeoutExpired as err:
         rc, output = None, f"timed out after {timeout_s:.0f} s\n{err.stdout or ''}"
     record = {
