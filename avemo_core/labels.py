@@ -1,4 +1,4 @@
-"""The label set and the input conditions, in their fixed order."""
+"""The label set, the input conditions and the data splits, each declared once, in order."""
 
 from __future__ import annotations
 
@@ -14,6 +14,9 @@ CONDITION_MODALITIES: dict[str, tuple[bool, bool]] = {
     "a": (True, False),
     "v": (False, True),
 }
+
+# Data splits of a manifest and of clip shards; a clip without one is never used for training.
+SPLITS: tuple[str, ...] = ("train", "valid", "test")
 
 
 def is_present(intensity: float) -> bool:

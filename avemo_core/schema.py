@@ -1,4 +1,5 @@
-"""The Parquet contracts, declared once: clip shards (features) and label shards (predictions).
+"""The Parquet contracts, declared once: clip shards (features), label shards (predictions) and
+the per-media label summary.
 
 Features are stored as little-endian, row-major binary blobs beside their shape columns, so any
 Parquet reader decodes them without avemo:
@@ -127,6 +128,33 @@ _LABEL_FIELDS: list[pa.Field] = [
 def label_schema(config: dict[str, Any] | None = None) -> pa.Schema:
     """The label-shard schema, with the labelling config in its metadata."""
     return _with_metadata(_LABEL_FIELDS, "labels", LABEL_SCHEMA_VERSION, config or {})
+
+
+MEDIA_SCHEMA_VERSION = 1
+
+# One row per media file and labelling: the file's tags over its clips (pipelines/label/summary.py).
+_MEDIA_FIELDS: list[pa.Field] = [
+    pa.field("media_id", pa.string(), nullable=False),
+    pa.field("source_uri", pa.string(), nullable=False),
+    pa.field("modalities", pa.string(), nullable=False),  # audio+visual | audio | visual (the file)
+    pa.field("clips", pa.int32(), nullable=False),
+    pa.field("start_s", pa.float64(), nullable=False),  # first clip start
+    pa.field("end_s", pa.float64(), nullable=False),  # last clip end
+    *[pa.field(f"max_prob_{e}", pa.float32(), nullable=False) for e in EMOTIONS],
+    *[pa.field(f"mean_prob_{e}", pa.float32(), nullable=False) for e in EMOTIONS],
+    *[pa.field(f"tag_share_{e}", pa.float32(), nullable=False) for e in EMOTIONS],
+    pa.field("tags", pa.list_(pa.string()), nullable=False),
+    pa.field("model_name", pa.string(), nullable=False),
+    pa.field("model_version", pa.string(), nullable=False),
+    pa.field("model_run_id", pa.string(), nullable=False),
+    pa.field("labelled_at", pa.timestamp("s", tz="UTC"), nullable=False),
+    pa.field("schema_version", pa.int32(), nullable=False),
+]
+
+
+def media_schema(config: dict[str, Any] | None = None) -> pa.Schema:
+    """The media-summary schema, with the labelling config in its metadata."""
+    return _with_metadata(_MEDIA_FIELDS, "media_labels", MEDIA_SCHEMA_VERSION, config or {})
 
 
 def media_id_for(source_uri: str) -> str:

@@ -69,6 +69,17 @@ class TrainConfig(FrozenConfig):
 EpochCallback = Callable[[int, dict[str, float], dict[str, float], dict[str, np.ndarray]], None]
 
 
+def epoch_record(
+    epoch: int, train_stats: dict[str, float], valid_metrics: dict[str, float]
+) -> dict[str, float]:
+    """One epoch of the history: "epoch", "train/<part>", "valid/<condition>/<metric>"."""
+    return {
+        "epoch": float(epoch),
+        **{f"train/{k}": v for k, v in train_stats.items()},
+        **{f"valid/{k}": v for k, v in valid_metrics.items()},
+    }
+
+
 @dataclasses.dataclass
 class FitResult:
     history: list[
@@ -287,10 +298,7 @@ def fit(
         set_epoch_lr(optimizer, epoch, config)
         train_stats = train_epoch(model, train_batches, optimizer, colearning, config, device)
         valid_metrics, thresholds = validate(model, valid_batches, conditions, device)
-        record = {"epoch": float(epoch)}
-        record.update({f"train/{k}": v for k, v in train_stats.items()})
-        record.update({f"valid/{k}": v for k, v in valid_metrics.items()})
-        history.append(record)
+        history.append(epoch_record(epoch, train_stats, valid_metrics))
         if on_epoch_end is not None:
             on_epoch_end(epoch, train_stats, valid_metrics, thresholds)
     return FitResult(history=history, thresholds=thresholds)

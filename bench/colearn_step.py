@@ -1,8 +1,8 @@
 """Training-step time of the av, audio, visual and colearn modes; the colearn/av ratio (goal <= 2).
 
-    .venv/bin/python bench/colearn_step.py            # tiny and base, B=8, 10 s clips, CPU
-    .venv/bin/python bench/colearn_step.py --quick    # fewer steps
-    .venv/bin/python bench/colearn_step.py --device cuda --mixed-precision
+    .venv/bin/python -m bench.colearn_step            # tiny and base, B=8, 10 s clips, CPU
+    .venv/bin/python -m bench.colearn_step --quick    # fewer steps
+    .venv/bin/python -m bench.colearn_step --device cuda --mixed-precision
 
 A step is one `avemo_core.training.train_epoch` over one batch: forward, loss, backward, gradient
 clipping and the AdamW update, exactly the code path of training. The time is the median of

@@ -2,8 +2,8 @@
 bare `ffmpeg -i FILE -f null -` decode of the same files on the same cores; peak memory for a
 10-minute 720p file <= 1.5x that for a 10-second one; 2 CPUs >= 1.8x as fast as 1 CPU.
 
-    .venv/bin/python bench/extract.py            # 4 x 60 s 720p files; 10-min vs 10-s memory
-    .venv/bin/python bench/extract.py --quick    # 2 x 20 s files; 2-min vs 10-s memory
+    .venv/bin/python -m bench.extract            # 4 x 60 s 720p files; 10-min vs 10-s memory
+    .venv/bin/python -m bench.extract --quick    # 2 x 20 s files; 2-min vs 10-s memory
 
 All numbers come from one run on the same generated files: 720p25 H.264 + AAC tone, a real face
 (scikit-image's astronaut) drifting over the testsrc2 pattern, as talking-head footage.
@@ -294,7 +294,7 @@ def main() -> None:
 
 
 def run_benchmark(args: argparse.Namespace) -> None:
-    from pipelines.benchmarks_page import save_output
+    from bench.common.benchmarks_page import save_output
 
     count, seconds, long_s = (2, 20.0, 120.0) if args.quick else (4, 60.0, 600.0)
     media = args.workdir or Path(tempfile.mkdtemp(prefix="avemo-bench-"))

@@ -1,7 +1,7 @@
 """One-epoch GPU check: Ray Train with one GPU worker (NCCL, bf16 autocast, pinned batches) on
 synthetic shards; prints samples/s. Fails with one clear line when CUDA is absent.
 
-    .venv/bin/python bench/gpu_check.py [--clips 512] [--model-size base] [--batch-size 32]
+    .venv/bin/python -m bench.gpu_check [--clips 512] [--model-size base] [--batch-size 32]
 
 It runs the same `avemo train` code path as `--gpu`: `pipelines.train.run_training` with
 `use_gpu=True` on a local Ray cluster, MLflow in a temporary SQLite file.
@@ -18,8 +18,6 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo root: tests.shard_factory
-
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -35,10 +33,10 @@ def main() -> int:
 
     from avemo_core.colearning import CoLearningConfig
     from avemo_core.model import ModelConfig
+    from avemo_core.synth.shards import ShardSpec, write_clip_shards
     from avemo_core.training import TrainConfig
     from pipelines import tracking
     from pipelines.train import RunSettings, run_training
-    from tests.shard_factory import ShardSpec, write_clip_shards
 
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     print(f"device: {torch.cuda.get_device_name(0)}, torch {torch.__version__}")

@@ -2,8 +2,8 @@
 against a bare model forward on the same batches (goal: labelling time per clip <= 1.3x the bare
 forward's).
 
-    .venv/bin/python bench/label.py            # base model, 48 synthetic files, 2 s clips, CPU
-    .venv/bin/python bench/label.py --quick    # tiny model, 16 files
+    .venv/bin/python -m bench.label            # base model, 48 synthetic files, 2 s clips, CPU
+    .venv/bin/python -m bench.label --quick    # tiny model, 16 files
 
 The media are the synthetic corpus's unlabelled files (`avemo_core.synth.write_media`), extracted
 once into clip shards with `avemo extract`'s pipeline. Whole runs: `run_label` from the shards and
@@ -42,8 +42,8 @@ from avemo_core.model import CrossModalTransformer, ModelConfig
 from avemo_core.schema import FEATURE_COLUMNS, KEY_COLUMNS
 from avemo_core.synth import SynthConfig, write_media
 from pipelines.extract import ExtractConfig, run_extract
-from pipelines.label import LabelConfig, run_label
-from pipelines.labeller import Labeller
+from pipelines.label.labeller import Labeller
+from pipelines.label.run import LabelConfig, run_label
 
 GOAL_RATIO = 1.3
 
@@ -185,10 +185,10 @@ def main() -> None:
     for r in results:
         goal = f"  (goal {r['goal']}: {'met' if r['met'] else 'NOT met'})" if "goal" in r else ""
         print(f"  {r['name']:<40} {r['value']:10.2f} {r['unit']}{goal}")
-    from pipelines.benchmarks_page import save_output
+    from bench.common.benchmarks_page import save_output
 
     out = {"out_dir": args.out_dir} if args.out_dir else {}
-    saved = save_output(__file__, [sys.executable, *sys.argv], results, **out)
+    saved = save_output(__file__, ["python", "-m", __spec__.name, *sys.argv[1:]], results, **out)
     print(f"saved {saved}")
 
 

@@ -4,9 +4,9 @@ Goal: the conventional `av` model loses a large part (> 20%) of its macro-F1 on 
 the co-learned model keeps >= 95% of the dedicated single-modal models' F1 there and at least
 matches the conventional model on audio+visual input (test split; means over >= 3 seeds).
 
-    python bench/paper_claim.py                  # full grid -> docs/results.md + docs/results.png
-    python bench/paper_claim.py --quick --out /tmp/pc   # tiny corpus, 1 seed, 1 epoch (the test)
-    python bench/paper_claim.py --page-only      # rebuild the page from bench/out/paper_claim/
+    python -m bench.paper_claim                  # full grid -> docs/results.md + docs/results.png
+    python -m bench.paper_claim --quick --out /tmp/pc   # tiny corpus, 1 seed, 1 epoch (the test)
+    python -m bench.paper_claim --page-only      # rebuild the page from bench/out/paper_claim/
 
 Synthesises the corpus (`avemo synth`), extracts it (`avemo extract`, Ray Data), trains every model
 through Ray Train with MLflow tracking (experiment `paper-claim`, SQLite under the output folder),
@@ -23,9 +23,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.common.benchmarks_page import save_output  # noqa: E402
+from bench.common.provenance import REPO_ROOT, git_commit, machine_description  # noqa: E402
 from pipelines import experiment, experiment_report  # noqa: E402
-from pipelines.benchmarks_page import save_output  # noqa: E402
-from pipelines.provenance import REPO_ROOT, git_commit, machine_description  # noqa: E402
 
 QUICK = {"clips": 36, "seeds": (0,), "epochs": 1}
 # How the settings were chosen, and why: shown on the page under the reading.
@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
             only=args.variants,
         )
         argv_text = " ".join(sys.argv[1:] if argv is None else argv)
-        results["command"] = f"python bench/paper_claim.py {argv_text}".strip()
+        results["command"] = f"python -m bench.paper_claim {argv_text}".strip()
         results["commit"] = git_commit()
         results["machine"] = machine_description()
     if args.earlier:

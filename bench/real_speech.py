@@ -1,6 +1,6 @@
 """Real speech: RAVDESS speech through the whole real path, against a classical baseline.
 
-    .venv/bin/python bench/real_speech.py [--corpus ../shared/data/ravdess-speech]
+    .venv/bin/python -m bench.real_speech [--corpus ../shared/data/ravdess-speech]
         [--work /tmp/avemo-real-speech] [--seeds 0 1 2] [--modes audio colearn]
         [--out docs/results_real_speech.md]
 

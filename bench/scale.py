@@ -2,8 +2,8 @@
 ratio <= 1.1x the size ratio, driver memory ratio <= 1.5x, Parquet files written <= 1 per 64 clips
 plus 1 per task, first training batch within 10 s at both sizes.
 
-    .venv/bin/python bench/scale.py                      # 2,000 and 20,000 simulated files
-    .venv/bin/python bench/scale.py --sizes 200 2000     # quicker
+    .venv/bin/python -m bench.scale                      # 2,000 and 20,000 simulated files
+    .venv/bin/python -m bench.scale --sizes 200 2000     # quicker
 
 Each size runs in a fresh process. The listing is simulated (no media are decoded: extraction's
 cost per file is bench/extract.py's subject); what is real is everything the driver does around

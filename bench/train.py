@@ -1,36 +1,34 @@
 """Training throughput on CPU: Ray Train with 1 and 2 workers against the plain loop, and the step
 time of co-learning (three views) against the conventional av model.
 
-    .venv/bin/python bench/train.py [--clips 512] [--epochs 3] [--model-size tiny] [--batch-size 16]
+    .venv/bin/python -m bench.train [--clips 512] [--epochs 3] [--model-size tiny] [--batch-size 16]
 
-Same synthetic shards (tests/shard_factory.py), same model and batch size everywhere. Ray Train's
-samples/s is measured inside the worker around `train_epoch`, so it includes Ray Data's streaming,
-per-batch padding and the gradient all-reduce, not the cluster start or validation; the plain loop
-pads the same rows per pass in one process. Both report their best epoch after the first (the one
-least disturbed by other load on a shared machine). Ray gives
-each worker one CPU (OMP_NUM_THREADS=1), so the plain loop runs with one torch thread too. Goals:
-Ray Train (1 worker) within 10% of the plain loop; colearn step <= 2.0x the av step.
+Same synthetic shards (avemo_core/synth/shards.py), same model and batch size everywhere. Ray
+Train's samples/s is measured inside the worker around `train_epoch`, so it includes Ray Data's
+streaming, per-batch padding and the gradient all-reduce, not the cluster start or validation; the
+plain loop pads the same rows per pass in one process. Both report their best epoch after the first
+(the one least disturbed by other load on a shared machine). Ray gives each worker one CPU
+(OMP_NUM_THREADS=1), so the plain loop runs with one torch thread too.
+
+Goals: Ray Train (1 worker) within 10% of the plain loop; colearn step <= 2.0x the av step.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo root: tests.shard_factory
-
 from avemo_core import training
 from avemo_core.colearning import CoLearningConfig
 from avemo_core.model import CrossModalTransformer, ModelConfig
+from avemo_core.synth.shards import ShardSpec, write_clip_shards
 from pipelines import datasets, tracking
 from pipelines.train import RunSettings, run_training
-from tests.shard_factory import ShardSpec, write_clip_shards
 
 
 def plain_rates(

@@ -1,22 +1,19 @@
 """Collect the outputs of every bench/ script into docs/benchmarks.md.
 
-    python bench/write_benchmarks_page.py                    # from saved outputs in bench/out/
-    python bench/write_benchmarks_page.py --run extract      # run bench/extract.py first
-    python bench/write_benchmarks_page.py --run all --quick  # run every script with --quick first
+    python -m bench.write_benchmarks_page                    # from saved outputs in bench/out/
+    python -m bench.write_benchmarks_page --run extract      # run bench/extract.py first
+    python -m bench.write_benchmarks_page --run all --quick  # run every script with --quick first
 
-A script that saves `bench/out/<name>.json` (pipelines.benchmarks_page.save_output) shows its table;
-one run here shows its printed output. Each entry carries the command that reproduces it.
+A script that saves `bench/out/<name>.json` (bench.common.benchmarks_page.save_output) shows
+its table; one run here shows its printed output. Each entry carries the command that reproduces it.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from pipelines import benchmarks_page  # noqa: E402
+from bench.common import benchmarks_page
 
 
 def main(argv: list[str] | None = None) -> int:

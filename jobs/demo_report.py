@@ -56,7 +56,7 @@ def print_report(
     from mlflow import MlflowClient
 
     from avemo_core.checkpoint import load_checkpoint
-    from pipelines.label_store import LabelStore
+    from pipelines.label.store import LabelStore
     from pipelines.model_uri import resolve_model
 
     store = LabelStore(str(labels_dir))

@@ -21,7 +21,7 @@ import argparse
 
 from avemo_core.config import ConfigError
 from jobs.errors import UserError
-from pipelines.label import LabelConfig, LabelError, run_label
+from pipelines.label.run import LabelConfig, LabelError, run_label
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

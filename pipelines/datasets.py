@@ -19,10 +19,9 @@ import fsspec
 import pyarrow.parquet as pq
 from pyarrow.fs import FSSpecHandler, PyFileSystem
 
-from avemo_core.labels import EMOTIONS
+from avemo_core.labels import EMOTIONS, SPLITS
 from avemo_core.schema import META_CONFIG
-
-SPLITS = ("train", "valid", "test")
+from pipelines.storage import filesystem, storage_options_from_env
 
 
 class DataError(ValueError):
@@ -111,7 +110,7 @@ def batch_columns(mode: str = "colearn") -> list[str]:
 
 def _filesystem(root: str) -> tuple[fsspec.AbstractFileSystem, str]:
     try:
-        fs, path = fsspec.core.url_to_fs(root)
+        fs, path = filesystem(root, storage_options_from_env())
     except (ImportError, ValueError) as err:
         raise DataError(f"cannot open {root}: {err}") from None
     return fs, path.rstrip("/")

@@ -27,6 +27,8 @@ from avemo_core.features.faces.detectors import detector_names
 from avemo_core.features.visual import VisualFeatureConfig
 from avemo_core.media.clips import ClipConfig, Segment
 from avemo_core.media.decode import DecodeConfig
+from avemo_core.media.errors import ErrorRecord
+from avemo_core.media.extractor_config import ExtractorConfig
 from avemo_core.schema import CLIP_SCHEMA_VERSION, media_id_for
 from pipelines.extract_media import (
     ExtractTask,
@@ -92,22 +94,20 @@ class ExtractConfig(FrozenConfig):
 
     def extractor_config(self) -> dict[str, Any]:
         """The feature extractor's config, as stored in every shard's metadata."""
-        return {
-            "clip": ClipConfig(
-                window_s=self.window_s, min_clip_s=min(0.5, self.window_s)
-            ).to_dict(),
-            "decode": DecodeConfig(threads=self.decode_threads).to_dict(),
-            "audio": AudioFeatureConfig().to_dict(),
-            "visual": VisualFeatureConfig(
+        return ExtractorConfig(
+            clip=ClipConfig(window_s=self.window_s, min_clip_s=min(0.5, self.window_s)),
+            decode=DecodeConfig(threads=self.decode_threads),
+            audio=AudioFeatureConfig(),
+            visual=VisualFeatureConfig(
                 fps=self.fps,
                 detector=self.face_detector,
                 min_face_px=self.min_face_px,
                 detect_scale_step=self.detect_scale_step,
-            ).to_dict(),
-            "activity": ActivityConfig(
+            ),
+            activity=ActivityConfig(
                 floor_dbfs=self.silence_dbfs, min_active_ratio=self.min_active_ratio
-            ).to_dict(),
-        }
+            ),
+        ).to_dict()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -268,13 +268,8 @@ def execute_plan(
 
 
 def _missing_record(uri: str) -> dict[str, Any]:
-    return {
-        "uri": uri,
-        "media_id": media_id_for(uri),
-        "stage": "read",
-        "kind": "not_found",
-        "message": "listed in the manifest but not found under INPUT",
-    }
+    message = "listed in the manifest but not found under INPUT"
+    return ErrorRecord(uri, media_id_for(uri), "read", "not_found", message).to_dict()
 
 
 class Totals:

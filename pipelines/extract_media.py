@@ -27,12 +27,10 @@ from typing import Any
 
 import pyarrow as pa
 
-from avemo_core.features.activity import ActivityConfig
-from avemo_core.features.audio import AudioFeatureConfig
-from avemo_core.features.visual import VisualFeatureConfig
-from avemo_core.media.clips import ClipConfig, ClipExtractor, MediaStats, Segment
-from avemo_core.media.decode import DecodeConfig, PartialDecode
-from avemo_core.media.errors import MediaError
+from avemo_core.media.clips import ClipExtractor, MediaStats, Segment
+from avemo_core.media.decode import PartialDecode
+from avemo_core.media.errors import ERROR_FIELDS, ErrorRecord, MediaError
+from avemo_core.media.extractor_config import ExtractorConfig
 from avemo_core.media.probe import probe
 from avemo_core.schema import clip_schema, media_id_for
 from pipelines.shards import (
@@ -133,13 +131,7 @@ def group_tasks(files: Sequence[MediaTask], files_per_task: int) -> list[Extract
 
 def build_extractor(extractor_config: Mapping[str, Any]) -> ClipExtractor:
     """The extractor a config describes (one saved before audio activity: its default rule)."""
-    return ClipExtractor(
-        clip=ClipConfig.from_dict(extractor_config["clip"]),
-        decode=DecodeConfig.from_dict(extractor_config["decode"]),
-        audio=AudioFeatureConfig.from_dict(extractor_config["audio"]),
-        visual=VisualFeatureConfig.from_dict(extractor_config["visual"]),
-        activity=ActivityConfig.from_dict(extractor_config.get("activity", {})),
-    )
+    return ExtractorConfig.from_dict(extractor_config).build()
 
 
 @functools.lru_cache(maxsize=4)
@@ -188,7 +180,7 @@ def task_totals(marker: Mapping[str, Any], ran: bool) -> dict[str, Any]:
     new = [m for m in kept if ran and _is_new(m, marker)]
     before = [m for m in kept if not (ran and _is_new(m, marker))]
     failed = [m for m in marker["media"] if m["status"] != "done"]  # partial ones too
-    errors = [{k: m[k] for k in ("uri", "media_id", "stage", "kind", "message")} for m in failed]
+    errors = [{k: m[k] for k in ERROR_FIELDS} for m in failed]
     return {
         "task_id": marker["task_id"],
         "files_new": len(new),
@@ -256,16 +248,7 @@ def _writing() -> Iterator[None]:
 
 def _error_record(task: MediaTask, err: MediaError) -> dict[str, Any]:
     """The `_errors/` record of a file; a decode that stopped part-way says where."""
-    record = {
-        "uri": task.uri,
-        "media_id": task.media_id,
-        "stage": err.stage,
-        "kind": err.kind,
-        "message": err.message,
-    }
-    if isinstance(err, PartialDecode):
-        record["stopped_at_s"] = err.stopped_at_s
-    return record
+    return ErrorRecord.of(task.uri, err, task.media_id).to_dict()
 
 
 class TaskWriteError(RuntimeError):
@@ -409,11 +392,7 @@ def extract_task(
 
 def _write_failure(media: MediaTask, message: str, attempt: int) -> dict[str, Any]:
     record: dict[str, Any] = {
-        "uri": media.uri,
-        "media_id": media.media_id,
-        "stage": "write",
-        "kind": "task_write_failed",
-        "message": message,
+        **ErrorRecord(media.uri, media.media_id, "write", "task_write_failed", message).to_dict(),
         "attempt": attempt,
         "status": "failed",
         "has_audio": False,

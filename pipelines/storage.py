@@ -1,5 +1,8 @@
 """Local paths and `s3://` URIs behind one fsspec interface, with S3 settings taken from the driver.
 
+Every pipeline opens storage here (`filesystem`, or `arrow_filesystem` for pyarrow and Ray Data
+readers), so a local path, a `file://` URI and an S3 prefix behave the same everywhere.
+
 Ray workers may have started before the driver's environment was set (a long-lived cluster, or a
 test that sets AWS_ENDPOINT_URL after `ray.init`), so the driver captures the standard AWS variables
 once (`storage_options_from_env`) and passes them explicitly to every task.
@@ -12,6 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import fsspec
+import pyarrow.fs as pafs
 
 # Standard variables read by boto; AWS_ENDPOINT_URL(_S3) points at S3-compatible stores (moto).
 _ENV_CREDENTIALS = {
@@ -43,7 +47,8 @@ def storage_options_from_env(env: Mapping[str, str] | None = None) -> dict[str, 
 def filesystem(
     uri: str, storage_options: Mapping[str, Any] | None = None
 ) -> tuple[fsspec.AbstractFileSystem, str]:
-    """(filesystem, path inside it) for a local path or an s3:// URI; listings are never cached."""
+    """(filesystem, path inside it) for a local path, a file:// or an s3:// URI; listings are never
+    cached. Another scheme raises ValueError (only local and S3 storage are supported)."""
     if is_s3(uri):
         import s3fs
 
@@ -51,7 +56,19 @@ def filesystem(
             **dict(storage_options or {}), skip_instance_cache=True, use_listings_cache=False
         )
         return fs, uri.split("://", 1)[1].rstrip("/")
+    if uri.startswith("file://"):
+        uri = uri[len("file://") :]
+    elif "://" in uri:
+        raise ValueError(f"unsupported storage URI {uri!r}: use a local path or s3://")
     return fsspec.filesystem("file"), os.path.abspath(uri)
+
+
+def arrow_filesystem(
+    uri: str, storage_options: Mapping[str, Any] | None = None
+) -> tuple[pafs.FileSystem, str]:
+    """`filesystem(uri)` wrapped for pyarrow readers (pq.read_table, ray.data.read_parquet)."""
+    fs, path = filesystem(uri, storage_options)
+    return pafs.PyFileSystem(pafs.FSSpecHandler(fs)), path
 
 
 def join(root: str, *parts: str) -> str:

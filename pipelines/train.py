@@ -173,17 +173,17 @@ def selection_score(mode: str, valid_metrics: dict[str, float]) -> Selection:
 def split_conditions(info: datasets.ShardInfo, split: str) -> dict[str, tuple[int, bool]]:
     """condition -> (labelled clips of `split` that can form it, whether some emotion has both
     positives and negatives among them: only then can a macro-F1 be scored there)."""
-    import fsspec
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
-    from pyarrow.fs import FSSpecHandler, PyFileSystem
 
-    fs, _ = fsspec.core.url_to_fs(info.root)
+    from pipelines.storage import arrow_filesystem, storage_options_from_env
+
+    arrow_fs, _ = arrow_filesystem(info.root, storage_options_from_env())
     table = pq.read_table(
         list(info.files),
         columns=["has_audio", "has_visual", *EMOTIONS],
         filters=pc.field("split") == split,
-        filesystem=PyFileSystem(FSSpecHandler(fs)),
+        filesystem=arrow_fs,
     )
     intensity = np.stack(
         [table.column(e).to_numpy(zero_copy_only=False).astype(np.float64) for e in EMOTIONS],
@@ -397,13 +397,8 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         valid_metrics, thresholds = training.validate(
             model, valid, conditions, device, threshold_config
         )
-        record = {
-            "epoch": float(epoch),
-            "train/lr": lr,
-            "train/samples_per_s": stats["samples"] * world / elapsed,
-        }
-        record.update({f"train/{k}": v for k, v in stats.items()})
-        record.update({f"valid/{k}": v for k, v in valid_metrics.items()})
+        record = training.epoch_record(epoch, stats, valid_metrics)
+        record.update({"train/lr": lr, "train/samples_per_s": stats["samples"] * world / elapsed})
         selection = selection_score(colearning.mode, valid_metrics)
         record[SCORE_KEY] = selection.score
         line = epoch_line(
@@ -479,9 +474,9 @@ def _json_default(value: Any) -> Any:
 
 
 def _run_file(settings: RunSettings) -> tuple[Any, str]:
-    import fsspec
+    from pipelines.storage import filesystem, storage_options_from_env
 
-    fs, root = fsspec.core.url_to_fs(settings.storage_uri)
+    fs, root = filesystem(settings.storage_uri, storage_options_from_env())
     return fs, f"{root.rstrip('/')}/{settings.run_name}/{RUN_FILE}"
 
 
@@ -528,9 +523,9 @@ def _datasets(
 
 def latest_run_name(storage_uri: str) -> str | None:
     """The most recently started avemo run in `storage_uri` (for --resume without --run-name)."""
-    import fsspec
+    from pipelines.storage import filesystem, storage_options_from_env
 
-    fs, root = fsspec.core.url_to_fs(storage_uri)
+    fs, root = filesystem(storage_uri, storage_options_from_env())
     found = []
     for path in fs.glob(f"{root.rstrip('/')}/*/{RUN_FILE}"):
         found.append((json.loads(fs.cat_file(path)).get("started_at", 0.0), path.split("/")[-2]))

@@ -1,4 +1,4 @@
-"""`python bench/paper_claim.py --quick` end to end: real synth, extraction (Ray Data, ffmpeg), Ray
+"""`python -m bench.paper_claim --quick` end to end: real synth, extraction (Ray Data, ffmpeg), Ray
 Train runs tracked in MLflow, test-split evaluation, and the results page with a number in every
 cell."""
 
@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from bench.common.provenance import REPO_ROOT
 from pipelines import tracking
 from pipelines.experiment_report import METRICS
-from pipelines.provenance import REPO_ROOT
 
 # Table rows: the six trained models and `av-zerofill` (the `av` checkpoints, zero-filled).
 VARIANTS = ["audio", "visual", "av", "av-zerofill", "av-dropout", "colearn", "colearn-views-only"]

@@ -19,8 +19,7 @@ import os
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
-from avemo_core.labels import EMOTIONS
-from avemo_core.media.clips import SPLITS
+from avemo_core.labels import EMOTIONS, SPLITS
 
 UNGRADED = 1.0  # intensity of a present emotion whose strength the corpus does not grade
 # Extensions a recipe looks at (any case): what these corpora ship in or are commonly re-encoded

@@ -21,8 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from avemo_core.corpora.common import Utterance
-from avemo_core.labels import EMOTIONS
-from avemo_core.media.clips import SPLITS
+from avemo_core.labels import EMOTIONS, SPLITS
 
 COLUMNS: tuple[str, ...] = ("uri", "start_s", "end_s", "split", *EMOTIONS, "speaker", "label")
 

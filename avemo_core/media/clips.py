@@ -23,7 +23,7 @@ from avemo_core.config import FrozenConfig, require
 from avemo_core.features.activity import ActivityConfig, ActivityMeter
 from avemo_core.features.audio import AudioFeatureConfig, LogMelExtractor
 from avemo_core.features.visual import FaceCropper, VisualFeatureConfig, face_ratio
-from avemo_core.labels import EMOTIONS
+from avemo_core.labels import EMOTIONS, SPLITS
 from avemo_core.media.decode import DecodeConfig, Span, SpanData, SpanDecoder
 from avemo_core.media.errors import MediaError
 from avemo_core.media.probe import MediaInfo
@@ -36,7 +36,6 @@ from avemo_core.schema import (
     media_id_for,
 )
 
-SPLITS = ("train", "valid", "test")
 _END_TOLERANCE_S = 1e-3  # a segment starting this close to the end of the media holds nothing
 
 
@@ -180,13 +179,12 @@ class ClipExtractor:
 
     def config_dict(self) -> dict[str, Any]:
         """The extractor config as stored in shard metadata and `_SUCCESS.json`."""
-        return {
-            "clip": self.clip.to_dict(),
-            "decode": self.decode_config.to_dict(),
-            "audio": self.audio.to_dict(),
-            "visual": self.visual.to_dict(),
-            "activity": self.activity.to_dict(),
-        }
+        from avemo_core.media.extractor_config import ExtractorConfig  # it imports this module
+
+        config = ExtractorConfig(
+            self.clip, self.decode_config, self.audio, self.visual, self.activity
+        )
+        return config.to_dict()
 
     def plan(self, uri: str, info: MediaInfo, segments: Sequence[Segment] | None) -> list[Segment]:
         """The clips of one file: its manifest segments (checked against its length) or windows."""

@@ -14,7 +14,7 @@ import dataclasses
 
 import numpy as np
 
-from avemo_core.labels import EMOTIONS
+from avemo_core.labels import EMOTIONS, SPLITS
 from avemo_core.synth.config import SynthConfig
 from avemo_core.synth.cues import Speaker, sample_speaker
 
@@ -22,7 +22,6 @@ TIME_STEP_S = 0.2  # grid of every segment bound
 LEAD_S = 0.2  # media time before the first segment and after the last
 GAP_STEPS = (2, 3, 4)  # pause between segments, in TIME_STEP_S (0.4..0.8 s)
 EXCLUSIVE = {("happiness", "sadness"), ("sadness", "happiness")}
-SPLITS = ("train", "valid", "test")
 
 
 @dataclasses.dataclass(frozen=True)

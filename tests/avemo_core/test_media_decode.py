@@ -22,6 +22,7 @@ from avemo_core.media.decode import (
 )
 from avemo_core.media.errors import MediaError
 from avemo_core.media.probe import probe
+from bench.common.procs import processes
 from tests.pipelines import media_factory as mf
 
 RATE = 16000
@@ -106,18 +107,7 @@ def test_colour_frames_when_the_face_detector_wants_them(lossless: dict[str, obj
 
 def _ffmpeg_children() -> int:
     """Live ffmpeg processes started by this test process."""
-    count = 0
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                stat = Path(f"/proc/{entry}/stat").read_text()
-            except OSError:
-                continue
-            name, rest = stat.split("(", 1)[1].rsplit(")", 1)
-            fields = rest.split()
-            if name == "ffmpeg" and int(fields[1]) == os.getpid() and fields[0] != "Z":
-                count += 1
-    return count
+    return sum(p.name == "ffmpeg" and p.ppid == os.getpid() and p.alive for p in processes())
 
 
 def test_one_ffmpeg_process_decodes_audio_and_video(tmp_path: Path) -> None:

@@ -19,11 +19,11 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.label_store import LabelStore
+from avemo_core.synth.shards import ShardSpec, write_clip_shards
+from pipelines.label.store import LabelStore
 from tests.jobs.ray_head import head_log, label_argv
 from tests.jobs.ray_head import ray_head as start_ray_head
-from tests.pipelines.label_helpers import check_label_rows, write_checkpoint
-from tests.shard_factory import ShardSpec, write_clip_shards
+from tests.pipelines.label.helpers import check_label_rows, write_checkpoint
 
 # A loopback-only test cluster without token auth (a real one keeps Ray's default token auth).
 HEAD_ENV = {"RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}

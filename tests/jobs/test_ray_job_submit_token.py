@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.label_store import LabelStore
+from avemo_core.synth.shards import ShardSpec, write_clip_shards
+from pipelines.label.store import LabelStore
 from tests.jobs.ray_head import BIN, head_log, label_argv, ray_head
-from tests.pipelines.label_helpers import check_label_rows, write_checkpoint
-from tests.shard_factory import ShardSpec, write_clip_shards
+from tests.pipelines.label.helpers import check_label_rows, write_checkpoint
 
 TOKEN = secrets.token_hex(16)
 AUTH_ENV = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": TOKEN}

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from avemo_core.synth.shards import ShardSpec, write_clip_shards
 from pipelines import tracking
 from tests import services
-from tests.shard_factory import ShardSpec, write_clip_shards
 
 SPEC = ShardSpec(clips=64, seed=7, audio_frames=(16, 32), visual_frames=(2, 4))
 

@@ -104,7 +104,7 @@ def test_claim_checks_say_not_measured_when_runs_are_missing() -> None:
 
 def _results(records: list[dict]) -> dict:
     return {
-        "command": "python bench/paper_claim.py",
+        "command": "python -m bench.paper_claim",
         "commit": "abc123",
         "finished_utc": "2026-01-01T00:00:00Z",
         "wall_s": 600.0,

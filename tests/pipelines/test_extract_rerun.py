@@ -12,10 +12,11 @@ import sys
 import time
 from pathlib import Path
 
+from avemo_core.synth.shards import rows_by_clip
+from bench.common.procs import processes
 from pipelines.extract import ExtractConfig, run_extract
 from pipelines.extract_media import MediaTask, group_tasks
 from tests.pipelines import media_factory as mf
-from tests.shard_factory import rows_by_clip
 
 FILES = 6
 FILES_PER_TASK = 2
@@ -34,17 +35,7 @@ def wait_for_done_markers(out: Path, proc: subprocess.Popen, timeout_s: float = 
 
 def session_members(sid: int) -> list[int]:
     """Processes of a session: the job, Ray's processes and workers, and their ffmpeg children."""
-    members = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                stat = Path(f"/proc/{entry}/stat").read_text()
-            except OSError:
-                continue
-            fields = stat.rsplit(")", 1)[1].split()  # state, ppid, pgrp, session, ...
-            if int(fields[3]) == sid and fields[0] != "Z":
-                members.append(int(entry))
-    return members
+    return [p.pid for p in processes() if p.session == sid and p.alive]
 
 
 def kill_group(proc: subprocess.Popen) -> None:

@@ -12,14 +12,14 @@ import pyarrow.parquet as pq
 import pytest
 
 from avemo_core.schema import META_CONFIG, clip_schema, media_id_for
+from avemo_core.synth import shards as shard_factory
+from avemo_core.synth.shards import rows_by_clip
 from jobs.cli import main as cli_main
 from pipelines import datasets
 from pipelines.extract import ExtractConfig, ExtractError, run_extract
 from pipelines.extract_media import MediaTask, group_tasks
 from pipelines.shards import ShardStore, ShardWriter
-from tests import shard_factory
 from tests.pipelines import media_factory as mf
-from tests.shard_factory import rows_by_clip
 
 
 def tone(path: Path, seconds: float) -> Path:

@@ -21,10 +21,10 @@ from avemo_core.labels import CONDITIONS, EMOTIONS
 from avemo_core.metrics import FALLBACK_THRESHOLD, ThresholdConfig
 from avemo_core.model import ModelConfig
 from avemo_core.schema import FEATURE_COLUMNS, prob_column
+from avemo_core.synth.shards import ShardSpec, write_clip_shards
 from avemo_core.training import TrainConfig
 from pipelines import datasets, evaluation, model_uri, registry, tracking
 from pipelines.train import DIE_AT_ENV, OPTIMIZER_FILE, STATE_FILE, RunSettings, run_training
-from tests.shard_factory import ShardSpec, write_clip_shards
 
 TINY_SPEC = ShardSpec(clips=72, audio_frames=(16, 40), visual_frames=(2, 5), visual_px=64)
 

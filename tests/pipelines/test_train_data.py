@@ -10,10 +10,10 @@ import pytest
 
 from avemo_core.colearning import CoLearningConfig
 from avemo_core.model import ModelConfig
+from avemo_core.synth.shards import ShardSpec, write_clip_shards
 from avemo_core.training import TrainConfig
 from pipelines import datasets, tracking
 from pipelines.train import RunSettings, _datasets, run_training
-from tests.shard_factory import ShardSpec, write_clip_shards
 
 
 @pytest.fixture(scope="module")

@@ -15,6 +15,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from avemo_core.labels import EMOTIONS
+from avemo_core.synth.shards import ShardSpec, write_clip_shards
 from pipelines import datasets
 from pipelines.train import (
     GradientSync,
@@ -27,7 +28,6 @@ from pipelines.train import (
     selection_score,
 )
 from tests.services import free_port
-from tests.shard_factory import ShardSpec, write_clip_shards
 
 
 def _net() -> torch.nn.Module:
@@ -149,7 +149,7 @@ def test_inspect_skips_side_files_and_fingerprints_the_split_assignment(
     info = datasets.inspect_shards(str(shards))
     assert [Path(f).name for f in info.files] == ["part-00000.parquet", "part-00001.parquet"]
     assert info.counts == {"train": 18, "valid": 6, "test": 6}
-    assert info.feature_config["source"] == "tests.shard_factory"
+    assert info.feature_config["source"] == "avemo_core.synth.shards"
     assert datasets.inspect_shards(str(shards)).fingerprint == info.fingerprint
     other = tmp_path / "other"
     write_clip_shards(other, ShardSpec(clips=30, audio_frames=(4, 8), visual_frames=(1, 2), seed=1))

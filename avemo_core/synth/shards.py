@@ -1,5 +1,5 @@
-"""Small clip-shard datasets written straight with pyarrow, so training and labelling tests do not
-depend on the extraction pipeline.
+"""Small synthetic clip-shard datasets written straight with pyarrow, so training and labelling
+tests and benchmarks do not depend on the extraction pipeline (the same schema, no media).
 
 Features are random but learnable: every emotion owns a fixed pattern in each modality it shows in
 (a log-mel band profile for audio, a spatial pattern for the grey face), added in proportion to the
@@ -126,7 +126,7 @@ def make_rows(spec: ShardSpec) -> list[dict]:
 def extractor_config(spec: ShardSpec) -> dict:
     """What the factory writes as the extractor config in the file metadata."""
     return {
-        "source": "tests.shard_factory",
+        "source": "avemo_core.synth.shards",
         "audio_dims": spec.audio_dims,
         "visual_px": spec.visual_px,
         "hop_s": 0.01,

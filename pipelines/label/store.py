@@ -5,9 +5,10 @@
     OUT/_errors/<media_id>.json      why a media file failed (uri, stage, kind, message)
     OUT/_SUCCESS.json                the last complete run: model, counts, timing (written last)
 
-A part holds complete media files only. Every file appears atomically (pipelines.shards.ShardStore),
-and a part is committed by writing its label file and then its media file: the media file is the
-commit record, so a label file without one is the leftover of a killed run, which `recover` removes.
+A part holds complete media files only. Every file appears atomically
+(pipelines.shards.ShardStore), and a part is committed by writing its label file and then
+its media file: the media file is the commit record, so a label file without one is the leftover of
+a killed run, which `recover` removes.
 Part names start with the UTC time, so sorting them orders commits. One run writes to an OUT at a
 time (the shipped schedules never overlap runs).
 """
@@ -24,8 +25,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from avemo_core.schema import label_schema
-from pipelines.label_summary import media_schema
+from avemo_core.schema import label_schema, media_schema
 from pipelines.shards import ERRORS_DIR, SUCCESS_FILE, ShardStore
 
 LABELS_DIR = "labels"

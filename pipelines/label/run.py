@@ -5,9 +5,9 @@ actor then loads that version from its node's download cache, so the weights nev
 UDF), lists
 what OUT already holds and plans only media without labels from this model (with `relabel_older`,
 also those labelled by an older version). Ray Data then streams clips to `Labeller` actors: read
-from shards, or extracted from media in the same job (`pipelines.label_media`). Label rows are
+from shards, or extracted from media in the same job (`pipelines.label.media`). Label rows are
 small, so they come back to the driver, which commits them in parts of complete media files
-(`pipelines.label_store`); a killed run loses at most its uncommitted part and resumes from there.
+(`pipelines.label.store`); a killed run loses at most its uncommitted part and resumes from there.
 """
 
 from __future__ import annotations
@@ -27,10 +27,11 @@ import pyarrow.compute as pc
 
 from avemo_core.checkpoint import WEIGHTS_FILE, load_checkpoint
 from avemo_core.config import FrozenConfig, require
+from avemo_core.media.extractor_config import ExtractorConfig
 from avemo_core.schema import label_schema, media_id_for
-from pipelines.label_store import LabelStore, ModelKey, new_run_id
-from pipelines.label_summary import summarise_media
-from pipelines.labeller import MEDIA_CLIPS_COLUMN, Labeller
+from pipelines.label.labeller import MEDIA_CLIPS_COLUMN, Labeller
+from pipelines.label.store import LabelStore, ModelKey, new_run_id
+from pipelines.label.summary import summarise_media
 from pipelines.ray_session import ensure_ray
 from pipelines.storage import filesystem, storage_options_from_env
 
@@ -310,7 +311,7 @@ def _dataset(plan: Plan, config: LabelConfig, model: PinnedModel, options: dict[
     from ray.data.expressions import col
 
     from avemo_core.schema import FEATURE_COLUMNS, KEY_COLUMNS
-    from pipelines.label_media import DECODE_MEMORY_BYTES, clip_tables
+    from pipelines.label.media import DECODE_MEMORY_BYTES, clip_tables
 
     checkpoint = load_checkpoint(model.checkpoint_dir)
     if plan.kind == "shards":
@@ -325,15 +326,9 @@ def _dataset(plan: Plan, config: LabelConfig, model: PinnedModel, options: dict[
         if plan.skipped:
             dataset = dataset.filter(expr=col("media_id").is_in(plan.todo))
     else:
-        from pipelines.extract import ExtractConfig
-
-        extractor = checkpoint.feature_config
-        if not {"clip", "decode", "audio", "visual"} <= set(extractor):
-            extractor = ExtractConfig(
-                input_uri=config.input_uri, output_uri=config.output_uri
-            ).extractor_config()
+        extractor = ExtractorConfig.saved_or_default(checkpoint.feature_config)
         setup = {
-            "extractor": extractor,
+            "extractor": extractor.to_dict(),
             "output_uri": config.output_uri,
             "storage_options": options,
         }

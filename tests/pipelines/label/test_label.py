@@ -1,5 +1,6 @@
-"""`pipelines.label` on the shared Ray cluster: clip shards and real media (ffmpeg) in, label shards
-and per-media tags out; incremental reruns; a checkpoint or registry version pinned per run."""
+"""`pipelines.label.run` on the shared Ray cluster: clip shards and real media (ffmpeg) in, label
+shards and per-media tags out; incremental reruns; a checkpoint or registry version pinned per
+run."""
 
 from __future__ import annotations
 
@@ -17,11 +18,11 @@ from avemo_core.checkpoint import load_checkpoint
 from avemo_core.data import batch_from_columns
 from avemo_core.labels import CONDITION_MODALITIES, EMOTIONS
 from avemo_core.schema import label_schema, media_id_for
-from pipelines.label import LabelConfig, LabelError, run_label
-from pipelines.label_store import LabelStore
+from avemo_core.synth.shards import ShardSpec, make_rows, write_clip_shards
+from pipelines.label.run import LabelConfig, LabelError, run_label
+from pipelines.label.store import LabelStore
 from tests.pipelines import media_factory
-from tests.pipelines.label_helpers import check_label_rows, probs, write_checkpoint
-from tests.shard_factory import ShardSpec, make_rows, write_clip_shards
+from tests.pipelines.label.helpers import check_label_rows, probs, write_checkpoint
 
 pytestmark = pytest.mark.usefixtures("ray_cluster")
 

@@ -8,46 +8,13 @@ One row per media file and labelling, so it is also the record of what a run has
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
 from avemo_core.labels import CONDITIONS, EMOTIONS
-from avemo_core.schema import META_CONFIG, META_KIND, META_SCHEMA_VERSION, prob_column
-
-MEDIA_SCHEMA_VERSION = 1
-
-_MEDIA_FIELDS: list[pa.Field] = [
-    pa.field("media_id", pa.string(), nullable=False),
-    pa.field("source_uri", pa.string(), nullable=False),
-    pa.field("modalities", pa.string(), nullable=False),  # audio+visual | audio | visual (the file)
-    pa.field("clips", pa.int32(), nullable=False),
-    pa.field("start_s", pa.float64(), nullable=False),  # first clip start
-    pa.field("end_s", pa.float64(), nullable=False),  # last clip end
-    *[pa.field(f"max_prob_{e}", pa.float32(), nullable=False) for e in EMOTIONS],
-    *[pa.field(f"mean_prob_{e}", pa.float32(), nullable=False) for e in EMOTIONS],
-    *[pa.field(f"tag_share_{e}", pa.float32(), nullable=False) for e in EMOTIONS],
-    pa.field("tags", pa.list_(pa.string()), nullable=False),
-    pa.field("model_name", pa.string(), nullable=False),
-    pa.field("model_version", pa.string(), nullable=False),
-    pa.field("model_run_id", pa.string(), nullable=False),
-    pa.field("labelled_at", pa.timestamp("s", tz="UTC"), nullable=False),
-    pa.field("schema_version", pa.int32(), nullable=False),
-]
-
-
-def media_schema(config: dict[str, Any] | None = None) -> pa.Schema:
-    """The media-summary schema, with the labelling config in its metadata."""
-    return pa.schema(
-        _MEDIA_FIELDS,
-        metadata={
-            META_KIND: b"media_labels",
-            META_SCHEMA_VERSION: str(MEDIA_SCHEMA_VERSION).encode(),
-            META_CONFIG: json.dumps(config or {}, sort_keys=True).encode(),
-        },
-    )
+from avemo_core.schema import MEDIA_SCHEMA_VERSION, media_schema, prob_column
 
 
 def fullest_probabilities(labels: pa.Table) -> np.ndarray:

@@ -18,9 +18,9 @@ from avemo_core.labels import CONDITIONS, EMOTIONS
 from avemo_core.media.clips import ClipConfig, ClipExtractor
 from avemo_core.media.probe import probe
 from avemo_core.schema import clip_schema, label_schema, prob_column
-from pipelines.labeller import label_columns
+from pipelines.label.labeller import label_columns
 from tests.pipelines import media_factory as mf
-from tests.pipelines.label_helpers import WINDOW_S, write_checkpoint
+from tests.pipelines.label.helpers import WINDOW_S, write_checkpoint
 
 MODEL_INFO = {"model_name": "m", "model_version": "1", "model_run_id": "r"}
 CPU = torch.device("cpu")

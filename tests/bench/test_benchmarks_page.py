@@ -6,13 +6,13 @@ import json
 import sys
 from pathlib import Path
 
-from pipelines import benchmarks_page
+from bench.common import benchmarks_page
 
 SAVING = '''"""Speed of nothing. Goal: >= 2x faster than something."""
 import sys
 sys.path.insert(0, {root!r})
-from pipelines.benchmarks_page import save_output
-save_output(__file__, ["python", "bench/saving.py"],
+from bench.common.benchmarks_page import save_output
+save_output(__file__, ["python", "-m", "bench.saving"],
             [{{"name": "speedup", "value": 2.5, "unit": "x", "goal": ">= 2x", "met": True}}],
             out_dir=sys.argv[1])
 '''
@@ -25,6 +25,7 @@ print("ratio 1.23 (goal <= 1.5x)", "quick" if "--quick" in sys.argv else "full")
 def _bench(tmp_path: Path) -> tuple[Path, Path]:
     bench, out = tmp_path / "bench", tmp_path / "out"
     bench.mkdir()
+    (bench / "__init__.py").write_text("")  # run as `python -m bench.NAME` from tmp_path
     root = str(benchmarks_page.REPO_ROOT)
     (bench / "saving.py").write_text(SAVING.format(root=root))
     (bench / "printing.py").write_text(PRINTING)
@@ -50,11 +51,11 @@ def test_page_shows_goal_command_machine_and_numbers(tmp_path: Path) -> None:
     page = benchmarks_page.write_page(tmp_path / "benchmarks.md", bench, out).read_text()
     saving = page.split("## `bench/saving.py`", 1)[1].split("## ", 1)[0]
     assert "> Speed of nothing. Goal: >= 2x faster than something." in saving
-    assert "`python bench/saving.py`" in saving
+    assert "`python -m bench.saving`" in saving
     assert "CPUs (nproc)" in saving
     assert "| speedup | 2.5 | x | >= 2x | yes |" in saving
     printing = page.split("## `bench/printing.py`", 1)[1].split("## ", 1)[0]
-    assert "`python bench/printing.py --quick`" in printing
+    assert "`python -m bench.printing --quick`" in printing
     assert "ratio 1.23 (goal <= 1.5x) quick" in printing
     assert "Not run yet" in page.split("## `bench/never_run.py`", 1)[1]
     assert "_helper" not in page and "The writer." not in page

@@ -8,7 +8,7 @@ import platform
 import subprocess
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]  # bench/common/provenance.py
 
 
 def git_commit(root: str | Path = REPO_ROOT) -> str:

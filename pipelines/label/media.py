@@ -17,12 +17,11 @@ import numpy as np
 import pyarrow as pa
 
 from avemo_core.media.clips import MediaStats
-from avemo_core.media.errors import MediaError
+from avemo_core.media.errors import ErrorRecord, MediaError
 from avemo_core.media.probe import probe
-from avemo_core.schema import media_id_for
 from pipelines.extract_media import local_copy, worker_state
-from pipelines.label_store import LabelStore
-from pipelines.labeller import MEDIA_CLIPS_COLUMN
+from pipelines.label.labeller import MEDIA_CLIPS_COLUMN
+from pipelines.label.store import LabelStore
 
 # Clip rows per table handed to the next stage.
 ROWS_PER_TABLE = 8
@@ -65,22 +64,6 @@ def clip_tables(batch: dict[str, np.ndarray], setup_json: str) -> Iterator[pa.Ta
         try:
             yield from media_rows(uri, setup, extractor, schema)
         except MediaError as err:
-            store.write_error(
-                {
-                    "uri": uri,
-                    "media_id": media_id_for(uri),
-                    "stage": err.stage,
-                    "kind": err.kind,
-                    "message": err.message,
-                }
-            )
+            store.write_error(ErrorRecord.of(uri, err).to_dict())
         except Exception as err:  # an unexpected failure of one file must not stop the job
-            store.write_error(
-                {
-                    "uri": uri,
-                    "media_id": media_id_for(uri),
-                    "stage": "decode",
-                    "kind": type(err).__name__,
-                    "message": str(err) or repr(err),
-                }
-            )
+            store.write_error(ErrorRecord.unexpected(uri, "decode", err).to_dict())

@@ -9,11 +9,11 @@ from pathlib import Path
 import boto3
 import pytest
 
-from pipelines.label import LabelConfig, run_label
-from pipelines.label_store import LabelStore
+from avemo_core.synth.shards import ShardSpec, write_clip_shards
+from pipelines.label.run import LabelConfig, run_label
+from pipelines.label.store import LabelStore
 from pipelines.storage import filesystem, storage_options_from_env
-from tests.pipelines.label_helpers import check_label_rows, write_checkpoint
-from tests.shard_factory import ShardSpec, write_clip_shards
+from tests.pipelines.label.helpers import check_label_rows, write_checkpoint
 
 
 @pytest.mark.usefixtures("ray_cluster")

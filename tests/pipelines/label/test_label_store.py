@@ -11,8 +11,8 @@ import pytest
 
 from avemo_core.labels import CONDITIONS, EMOTIONS
 from avemo_core.schema import LABEL_SCHEMA_VERSION, label_schema, prob_column
-from pipelines.label_store import LABELS_DIR, MEDIA_DIR, LabelStore, ModelKey
-from pipelines.label_summary import summarise_media
+from pipelines.label.store import LABELS_DIR, MEDIA_DIR, LabelStore, ModelKey
+from pipelines.label.summary import summarise_media
 
 
 def _labels(media: dict[str, list[tuple[str, list[float]]]], version: str) -> pa.Table:

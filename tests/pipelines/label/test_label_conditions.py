@@ -16,12 +16,12 @@ import pytest
 from avemo_core.checkpoint import load_checkpoint
 from avemo_core.labels import CONDITIONS, EMOTIONS
 from avemo_core.schema import FEATURE_COLUMNS, label_schema
-from pipelines.label import LabelConfig, run_label
-from pipelines.label_store import LabelStore
+from avemo_core.synth.shards import ShardSpec, write_clip_shards
+from pipelines.label.run import LabelConfig, run_label
+from pipelines.label.store import LabelStore
 from pipelines.model_uri import CHECKPOINT_ARTIFACT
 from pipelines.registry import PYFUNC_CODE, REQUIREMENTS
-from tests.pipelines.label_helpers import check_label_rows, write_checkpoint
-from tests.shard_factory import ShardSpec, write_clip_shards
+from tests.pipelines.label.helpers import check_label_rows, write_checkpoint
 
 # The case: colearn trained and validated on audio-only data; only `a` has thresholds.
 AUDIO_ONLY = {"trained": ["a"], "validated": ["a"], "scored": ["a"]}

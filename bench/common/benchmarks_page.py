@@ -24,7 +24,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from pipelines.provenance import REPO_ROOT, git_commit, machine_description
+from bench.common.provenance import REPO_ROOT, git_commit, machine_description
 
 BENCH_DIR = REPO_ROOT / "bench"
 OUT_DIR = BENCH_DIR / "out"
@@ -72,21 +72,28 @@ def docstring(script: str | Path) -> str:
     return ast.get_docstring(tree) or ""
 
 
+def module_name(script: Path) -> str:
+    """`bench/extract.py` -> `bench.extract`: scripts run as modules of their package."""
+    return f"{script.parent.name}.{script.stem}"
+
+
 def run_script(script: Path, args: Sequence[str], out_dir: str | Path, timeout_s: float) -> Path:
-    """Run one bench script with `args`; keep output, exit code and machine in `<stem>.run.json`."""
+    """Run one bench script as a module (`python -m bench.NAME args`, from the folder holding the
+    package); keep its output, exit code and machine in `<stem>.run.json`."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, str(script), *args]
+    cmd = [sys.executable, "-m", module_name(script), *args]
     start = time.monotonic()
     try:
         proc = subprocess.run(
-            cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=timeout_s, check=False
+            cmd, cwd=script.parent.parent, capture_output=True, text=True, timeout=timeout_s
         )
-        rc, output = proc.returncode, proc.stdout + proc.stderr
+        # what the script printed; the libraries' logs (stderr) only when it failed
+        rc, output = proc.returncode, proc.stdout + (proc.stderr if proc.returncode else "")
     except subprocess.TimeoutExpired as err:
         rc, output = None, f"timed out after {timeout_s:.0f} s\n{err.stdout or ''}"
     record = {
-        "command": " ".join(["python", f"bench/{script.name}", *args]),
+        "command": " ".join(["python", "-m", module_name(script), *args]),
         "machine": machine_description(),
         "commit": git_commit(),
         "finished_utc": utc_now(),
@@ -131,7 +138,8 @@ def section(script: Path, out_dir: Path) -> str:
     names = (f"{script.stem}.json", f"{script.stem}.run.json")
     outputs = [out_dir / name for name in names if (out_dir / name).exists()]
     if not outputs:
-        lines.append(f"Not run yet: `python {rel}`, then `python bench/write_benchmarks_page.py`.")
+        run = f"python -m {module_name(script)}"
+        lines.append(f"Not run yet: `{run}`, then `python -m bench.write_benchmarks_page`.")
         return "\n".join(lines) + "\n"
     record = json.loads(outputs[0].read_text())  # the script's own record over a captured run
     lines += [
@@ -153,7 +161,7 @@ def write_page(
     page_path: str | Path,
     bench_dir: str | Path = BENCH_DIR,
     out_dir: str | Path = OUT_DIR,
-    command: str = "python bench/write_benchmarks_page.py",
+    command: str = "python -m bench.write_benchmarks_page",
 ) -> Path:
     """Write the benchmarks page from the saved outputs of every script in `bench_dir`."""
     scripts = benchmark_scripts(bench_dir)

@@ -12,7 +12,7 @@ from sklearn.metrics import f1_score
 from avemo_core.data import batch_from_columns
 from avemo_core.labels import EMOTIONS
 from avemo_core.schema import META_CONFIG, clip_schema
-from tests.shard_factory import AUDIO_CUED, VISUAL_CUED, ShardSpec, write_clip_shards
+from avemo_core.synth.shards import AUDIO_CUED, VISUAL_CUED, ShardSpec, write_clip_shards
 
 
 def _pooled(path: Path) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, np.ndarray]:
@@ -39,7 +39,7 @@ def test_shards_follow_schema_and_splits(tmp_path: Path) -> None:
     assert len(files) == spec.files
     table = pq.read_table(files)
     assert table.schema.remove_metadata() == clip_schema().remove_metadata()
-    assert b"shard_factory" in pq.read_schema(files[0]).metadata[META_CONFIG]
+    assert b"avemo_core.synth.shards" in pq.read_schema(files[0]).metadata[META_CONFIG]
     rows = table.to_pylist()
     assert len({r["clip_id"] for r in rows}) == 60
     assert any(r["has_audio"] and not r["has_visual"] for r in rows)

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
+from avemo_core.synth.shards import ShardSpec, write_clip_shards
 from pipelines import model_uri
-from pipelines.label import LabelConfig, labeller_kwargs, pin_model, run_label
-from pipelines.label_store import LabelStore
-from tests.pipelines.label_helpers import check_label_rows, write_checkpoint
-from tests.shard_factory import ShardSpec, write_clip_shards
+from pipelines.label.run import LabelConfig, labeller_kwargs, pin_model, run_label
+from pipelines.label.store import LabelStore
+from tests.pipelines.label.helpers import check_label_rows, write_checkpoint
 
 pytestmark = pytest.mark.usefixtures("ray_cluster")
 

@@ -1,0 +1,1 @@
+"""The labelling job: media or clip shards in, label shards out (Ray Data)."""
