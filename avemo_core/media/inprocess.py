@@ -11,11 +11,12 @@ resource a demuxer asks for (a playlist's segments, a concat list's files) is re
 `io_open` callback before anything is read; the demuxers of `REFUSED_FORMATS` are refused by
 `parse_probe` exactly as for ffprobe.
 
-The frames the decoder hands out are sampled in Python: sampled frame k (at k / fps seconds from
-the run's start) is the last decoded frame starting before (k + 0.5) / fps, the frame ffmpeg's
-`fps` filter picks (it rounds timestamps to the nearest output tick); only sampled frames are scaled and converted (swscale, inside `VideoFrame.reformat`), the
-others are dropped as decoded. The audio goes through FFmpeg's resampler (swresample, as the CLI
-uses) to mono float32 at the target rate.
+The frames the decoder hands out are sampled in Python: sampled frame k (at k / fps seconds
+from the run's start) is the last decoded frame starting before (k + 0.5) / fps, the frame
+ffmpeg's `fps` filter picks (it rounds timestamps to the nearest output tick); only sampled
+frames are scaled and converted (swscale, inside `VideoFrame.reformat`), the others are dropped
+as decoded. The audio goes through FFmpeg's resampler (swresample, as the CLI uses) to mono
+float32 at the target rate.
 """
 
 from __future__ import annotations

