@@ -34,7 +34,7 @@ import numpy as np
 
 from avemo_core.config import FrozenConfig, require
 from avemo_core.media.errors import MediaError
-from avemo_core.media.inprocess import PyAvRun
+from avemo_core.media.inprocess import PyAvRun, is_regular_file
 from avemo_core.media.probe import MediaInfo, ffmpeg_url, probe
 
 FFMPEG = os.environ.get("AVEMO_FFMPEG", "ffmpeg")
@@ -353,7 +353,7 @@ class SpanDecoder:
 
         stops: dict[str, _Stop] = {}
         process: _Ffmpeg | PyAvRun
-        if self.config.in_process and info.backend == "pyav":
+        if self.config.in_process and info.backend == "pyav" and is_regular_file(path):
             rotation = info.video.rotation_deg if info.video is not None else 0
             process = PyAvRun(
                 path, names, start, end - start, self.sample_rate_hz, self.fps, size, rotation,

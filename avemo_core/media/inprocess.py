@@ -22,6 +22,8 @@ float32 at the target rate.
 from __future__ import annotations
 
 import math
+import os
+import stat
 from collections.abc import Iterator
 from typing import Any, BinaryIO
 
@@ -48,12 +50,22 @@ class InProcessUnsupported(Exception):
     """PyAV cannot open or decode this file; the ffmpeg CLI gets it instead (and the verdict)."""
 
 
+def is_regular_file(path: str) -> bool:
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except OSError:
+        return False
+
+
 def _refuse_nested(url: str, flags: int, options: dict[str, Any]) -> None:
     raise PermissionError(f"nested resource {url!r} refused: only the file itself is read")
 
 
 def open_container(path: str) -> tuple[Any, BinaryIO]:
-    """(PyAV input container, the file object it reads); raises InProcessUnsupported."""
+    """(PyAV input container, the file object it reads); raises InProcessUnsupported, also for
+    anything but a regular file (a FIFO could block this process; the CLI has a watchdog)."""
+    if not is_regular_file(path):
+        raise InProcessUnsupported(f"not a regular file: {path}")
     handle = open(path, "rb")  # noqa: SIM115 (closed by the caller, with the container)
     try:
         container = av.open(
