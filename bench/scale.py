@@ -42,7 +42,8 @@ def _row(uri: str, split: str) -> dict[str, Any]:
         "start_s": 0.0, "end_s": 1.0, "split": split, "has_audio": True, "has_visual": False,
         "audio_features": bytes(2 * 80 * AUDIO_FRAMES), "audio_frames": AUDIO_FRAMES,
         "audio_dims": 80, "visual_features": b"", "visual_frames": 0, "visual_height": 64,
-        "visual_width": 64, "face_ratio": 0.0, **{e: 0.0 for e in EMOTIONS},
+        "visual_width": 64, "visual_face_flags": b"", "face_ratio": 0.0,
+        "audio_active_ratio": 1.0, **{e: 0.0 for e in EMOTIONS},
         "schema_version": CLIP_SCHEMA_VERSION,
     }  # fmt: skip
 

@@ -31,7 +31,6 @@ from avemo_core.media.clips import ClipExtractor, MediaStats, Segment
 from avemo_core.media.decode import PartialDecode
 from avemo_core.media.errors import ERROR_FIELDS, ErrorRecord, MediaError
 from avemo_core.media.extractor_config import ExtractorConfig
-from avemo_core.media.probe import probe
 from avemo_core.schema import clip_schema, media_id_for
 from pipelines.shards import (
     MediaSpool,
@@ -284,7 +283,7 @@ def extract_media(
     spool = MediaSpool(writer.schema)
     try:
         with local_copy(task.uri, storage_options) as local:
-            info = probe(local)
+            info = extractor.probe(local)
             duration_s = info.duration_s
             has = {"audio": info.audio is not None, "visual": info.video is not None}
             rows = extractor.rows(local, task.uri, info, task.segments, stats)

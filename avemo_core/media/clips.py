@@ -186,6 +186,10 @@ class ClipExtractor:
         )
         return config.to_dict()
 
+    def probe(self, path: str) -> MediaInfo:
+        """What the local file holds, probed the way the decoder will decode it."""
+        return self.decoder.probe(path)
+
     def plan(self, uri: str, info: MediaInfo, segments: Sequence[Segment] | None) -> list[Segment]:
         """The clips of one file: its manifest segments (checked against its length) or windows."""
         if segments is None:

@@ -34,7 +34,8 @@ import numpy as np
 
 from avemo_core.config import FrozenConfig, require
 from avemo_core.media.errors import MediaError
-from avemo_core.media.probe import MediaInfo, ffmpeg_url
+from avemo_core.media.inprocess import PyAvRun, is_regular_file
+from avemo_core.media.probe import MediaInfo, ffmpeg_url, probe
 
 FFMPEG = os.environ.get("AVEMO_FFMPEG", "ffmpeg")
 _FFMPEG_PREFIX = [FFMPEG, "-nostdin", "-hide_banner", "-loglevel", "error"]
@@ -55,6 +56,7 @@ class DecodeConfig(FrozenConfig):
     stall_timeout_s: float = 120.0  # an ffmpeg pipe silent this long is killed (hung input)
     pixel_format: str = "gray"  # decoded frames: gray (T, H, W) or bgr24 / rgb24 (T, H, W, 3)
     scale_flags: str = "area"  # ffmpeg scaler (swscale flags) used to shrink frames
+    in_process: bool = True  # probe and decode with PyAV in this process; False: the ffmpeg CLI
 
     def validate(self) -> None:
         require(self.block_s > 0, "block_s must be > 0")
@@ -307,6 +309,10 @@ class SpanDecoder:
         self.max_side_px = max_side_px
         self.config = config
 
+    def probe(self, path: str) -> MediaInfo:
+        """The file's MediaInfo, probed the way this decoder decodes (in-process or the CLI)."""
+        return probe(path, in_process=self.config.in_process)
+
     def frame_size(self, info: MediaInfo) -> tuple[int, int] | None:
         """(w, h) of decoded frames, or None for audio-only media."""
         if info.video is None:
@@ -346,7 +352,15 @@ class SpanDecoder:
             )
 
         stops: dict[str, _Stop] = {}
-        process = _Ffmpeg(names, build, self.config.stall_timeout_s)
+        process: _Ffmpeg | PyAvRun
+        if self.config.in_process and info.backend == "pyav" and is_regular_file(path):
+            rotation = info.video.rotation_deg if info.video is not None else 0
+            process = PyAvRun(
+                path, names, start, end - start, self.sample_rate_hz, self.fps, size, rotation,
+                self.config.pixel_format, self.config.scale_flags, self.config.threads,
+            )  # fmt: skip
+        else:
+            process = _Ffmpeg(names, build, self.config.stall_timeout_s)
         try:
             yield from self._assemble(run, info, process, size, stops)
             if stops:
@@ -377,7 +391,7 @@ class SpanDecoder:
         )
 
     def _failure_stop(
-        self, process: _Ffmpeg, decoded_s: dict[str, float], run_start_s: float
+        self, process: _Ffmpeg | PyAvRun, decoded_s: dict[str, float], run_start_s: float
     ) -> _Stop | None:
         """Once every pipe ended: if ffmpeg failed, where the shorter stream stopped."""
         code = process.exit_code()
@@ -395,7 +409,7 @@ class SpanDecoder:
         self,
         run: list[Span],
         info: MediaInfo,
-        process: _Ffmpeg,
+        process: _Ffmpeg | PyAvRun,
         size: tuple[int, int] | None,
         stops: dict[str, _Stop],
     ) -> Iterator[SpanData]:

@@ -111,10 +111,12 @@ def _ffmpeg_children() -> int:
 
 
 def test_one_ffmpeg_process_decodes_audio_and_video(tmp_path: Path) -> None:
-    """Both streams come from one process (one start, one demux pass), each on its own pipe."""
+    """The CLI path: both streams come from one process (one start, one demux pass), each on its
+    own pipe."""
     path = str(mf.mp4(tmp_path / "av.mp4", 3.0))
     seen = []
-    for data in decoder(block_s=0.5).decode(path, probe(path), [Span(0.0, 1.0), Span(1.0, 3.0)]):
+    cli = decoder(block_s=0.5, in_process=False)
+    for data in cli.decode(path, cli.probe(path), [Span(0.0, 1.0), Span(1.0, 3.0)]):
         seen.append(_ffmpeg_children())
         assert data.audio is not None and data.frames is not None
         assert data.audio.shape[0] == round((data.span.end_s - data.span.start_s) * RATE)
