@@ -23,9 +23,9 @@ from pathlib import Path
 import pandas as pd
 
 from avemo_core.checkpoint import CONDITIONS_KEY, META_FILE, WEIGHTS_FILE, load_checkpoint
+from avemo_core.selection import Selection
 from pipelines import tracking
 from pipelines.model_uri import CHECKPOINT_ARTIFACT
-from pipelines.train import Selection
 
 CANDIDATE = "candidate"
 CHAMPION = "champion"
