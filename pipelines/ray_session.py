@@ -18,6 +18,7 @@ import socket
 
 ADDRESS_ENV = "RAY_ADDRESS"
 API_SERVER_ENV = "RAY_API_SERVER_ADDRESS"
+PREEMPTION_WATCHER_ENV = "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER"
 # (logger, message prefix) of driver-side notices: token auth is on by default since Ray 2.60 and
 # needs nothing on a local cluster; Ray Data's remote progress bars want tqdm, which avemo does not
 # install (progress is logged instead).
@@ -62,6 +63,9 @@ def _quiet_local_start(dashboard_port: int | None) -> None:
     """Environment the local cluster's processes inherit (they start from this one's)."""
     warnings = [w for w in os.environ.get("PYTHONWARNINGS", "").split(",") if w]
     os.environ["PYTHONWARNINGS"] = ",".join([*warnings, *RAY_INTERNAL_WARNINGS])
+    # A cluster on this machine has no node to be preempted; Ray Train's watcher for that only
+    # logs, at error level, a caveat about restarting itself. The user's own setting wins.
+    os.environ.setdefault(PREEMPTION_WATCHER_ENV, "0")
     if dashboard_port is not None:
         os.environ[API_SERVER_ENV] = f"http://127.0.0.1:{dashboard_port}"
 
