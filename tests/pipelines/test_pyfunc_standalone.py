@@ -41,7 +41,10 @@ def _editable(obj):
 sys.meta_path[:] = [f for f in sys.meta_path if not _editable(f)]
 sys.path_hooks[:] = [h for h in sys.path_hooks if not _editable(h)]
 sys.path_importer_cache.clear()
-sys.path[:] = [p for p in sys.path if p and not any(p.startswith(r) for r in {roots!r})]
+def _in_checkout(path):
+    return "site-packages" not in path and any(path.startswith(r) for r in {roots!r})
+
+sys.path[:] = [p for p in sys.path if p and not _in_checkout(p)]
 """
 
 LOAD_AND_PREDICT = """
@@ -70,7 +73,9 @@ def isolated_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     site = tmp_path_factory.mktemp("isolated-site")
     (site / "sitecustomize.py").write_text(SITECUSTOMIZE.format(roots=_roots()))
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "RAY_ADDRESS")}
-    return {**env, "PYTHONPATH": str(site), "PYTHONSAFEPATH": "1", "PYTHONNOUSERSITE": "1"}
+    path = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])  # uvicorn
+    isolated = {"PYTHONPATH": str(site), "PYTHONSAFEPATH": "1", "PYTHONNOUSERSITE": "1"}
+    return {**env, **isolated, "PATH": path}
 
 
 @pytest.fixture(scope="module")
