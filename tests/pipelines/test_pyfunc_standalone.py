@@ -199,7 +199,7 @@ def test_mlflow_models_serve_answers_the_logged_input_example(
         start_new_session=True,
     )
     try:
-        _wait_for_ping(url, server, timeout_s=240)
+        _wait_for_ping(url, server, timeout_s=240)  # its log: tmp_path / "serve.log"
         request = urllib.request.Request(
             f"{url}/invocations",
             data=payload.encode(),
@@ -208,7 +208,8 @@ def test_mlflow_models_serve_answers_the_logged_input_example(
         with urllib.request.urlopen(request, timeout=120) as response:
             answer = json.loads(response.read())
     finally:
-        os.killpg(server.pid, 15)
+        if server.poll() is None:
+            os.killpg(server.pid, 15)
         server.wait(timeout=30)
         log.close()
     served = pd.DataFrame(answer["predictions"])
