@@ -1,7 +1,8 @@
-"""The plain training loop: one process, no Ray. Ray Train (pipelines/) wraps these same functions.
+"""The plain training loop: one process, no Ray. Ray Train (pipelines/) wraps `fit` itself.
 
 `train_epoch`, `predict` and `validate` are stateless epoch-level steps (model, optimizer and data
-come in, numbers go out), so a Ray Train worker calls them exactly as `fit` does here.
+come in, numbers go out); `fit` runs them epoch by epoch from any start epoch and hands each epoch
+to a callback, where a Ray Train worker reports and checkpoints.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import contextlib
 import dataclasses
 import math
 import random
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
@@ -21,6 +23,7 @@ from avemo_core.colearning import CoLearningConfig, colearning_loss, conditions_
 from avemo_core.config import FrozenConfig, require
 from avemo_core.data import Batch
 from avemo_core.model import CrossModalTransformer
+from avemo_core.selection import SCORE_KEY, Selection, selection_score
 
 LR_SCHEDULES = ("cosine", "constant")
 
@@ -65,26 +68,29 @@ class TrainConfig(FrozenConfig):
         require(self.max_visual_frames > 0, "max_visual_frames must be > 0")
 
 
-# (epoch, mean train loss parts, valid metrics "<condition>/<metric>", thresholds per condition)
-EpochCallback = Callable[[int, dict[str, float], dict[str, float], dict[str, np.ndarray]], None]
+@dataclasses.dataclass(frozen=True)
+class EpochEnd:
+    """What `fit` hands its epoch callback once an epoch is trained and validated."""
+
+    epoch: int
+    train_stats: dict[str, float]  # mean loss parts and `samples` of this process's share
+    valid_metrics: dict[str, float]  # "<condition>/<metric>" (empty where nothing is validated)
+    thresholds: dict[str, np.ndarray]  # condition -> (E,) thresholds tuned on this validation
+    selection: Selection  # this epoch's val_score and the conditions it averages
+    seconds: float  # wall time of the epoch: training and validation
+    history: list[dict[str, float]]  # every epoch so far, this one last (its record)
 
 
-def epoch_record(
-    epoch: int, train_stats: dict[str, float], valid_metrics: dict[str, float]
-) -> dict[str, float]:
-    """One epoch of the history: "epoch", "train/<part>", "valid/<condition>/<metric>"."""
-    return {
-        "epoch": float(epoch),
-        **{f"train/{k}": v for k, v in train_stats.items()},
-        **{f"valid/{k}": v for k, v in valid_metrics.items()},
-    }
+EpochCallback = Callable[[EpochEnd], None]
+# Batches of one epoch, given the epoch: a new shuffle per epoch without a re-iterable.
+EpochBatches = Callable[[int], Iterable[Batch]]
 
 
 @dataclasses.dataclass
 class FitResult:
-    history: list[
-        dict[str, float]
-    ]  # per epoch: "epoch", "train/<part>", "valid/<condition>/<metric>"
+    # per epoch: "epoch", "train/lr", "train/samples_per_s", "train/<part>", "val_score",
+    # "valid/<condition>/<metric>"; undefined (NaN) values left out
+    history: list[dict[str, float]]
     thresholds: dict[str, np.ndarray]  # condition -> (E,) thresholds tuned on the last validation
 
 
@@ -270,35 +276,87 @@ def validate(
     return results, thresholds
 
 
+def _data_parallel_size() -> int:
+    """Processes sharing each epoch (torch.distributed's world; 1 without a process group)."""
+    distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
+    return torch.distributed.get_world_size() if distributed else 1
+
+
+def _epoch_record(
+    epoch: int,
+    lr: float,
+    train_stats: dict[str, float],
+    train_seconds: float,
+    valid_metrics: dict[str, float],
+    selection: Selection,
+) -> dict[str, float]:
+    """One history row; an undefined value (NaN: e.g. F1 with no positives) is left out."""
+    samples_per_s = train_stats["samples"] * _data_parallel_size() / max(train_seconds, 1e-9)
+    record = {"epoch": float(epoch), "train/lr": lr, "train/samples_per_s": samples_per_s}
+    record.update({f"train/{k}": v for k, v in train_stats.items()})
+    record.update({f"valid/{k}": v for k, v in valid_metrics.items()})
+    record[SCORE_KEY] = selection.score
+    return {k: v for k, v in record.items() if not math.isnan(v)}
+
+
 def fit(
-    model: CrossModalTransformer,
-    train_batches: Iterable[Batch],
+    model: torch.nn.Module,
+    train_batches: Iterable[Batch] | EpochBatches,
     valid_batches: Iterable[Batch],
     colearning: CoLearningConfig,
     config: TrainConfig,
     device: torch.device,
     on_epoch_end: EpochCallback | None = None,
+    *,
+    start_epoch: int = 0,
+    history: Sequence[dict[str, float]] = (),
+    optimizer: torch.optim.Optimizer | None = None,
+    threshold_config: metrics.ThresholdConfig | None = None,
 ) -> FitResult:
-    """Train `config.epochs` epochs, validating on every condition the mode serves after each.
+    """Train epochs `start_epoch`..`config.epochs - 1`, validating on every condition the mode
+    serves after each; `on_epoch_end` sees each epoch's numbers (to report, log, checkpoint).
 
-    Both batch sources are iterated once per epoch, so they must be re-iterable (a list, a
-    DataLoader, a Ray Data iterator), not a one-shot generator. Seeding is the caller's job
-    (`seed_everything` before building the model), so a resumed run is not reseeded.
+    `model` is a CrossModalTransformer or a DistributedDataParallel wrapper of one: training goes
+    through the wrapper (so gradients are averaged), normalisation and validation through its
+    `.module`. `train_batches` is re-iterable (a list, a DataLoader) or a function of the epoch;
+    `valid_batches` is re-iterable (empty where this process does not validate). A resumed run
+    (`start_epoch` > 0, with its `history` and restored `optimizer`) keeps the normalisation
+    statistics it was trained with. Seeding is the caller's job (`seed_everything` before
+    building the model), so a resumed run is not reseeded.
     """
     for name, source in (("train_batches", train_batches), ("valid_batches", valid_batches)):
         if isinstance(source, Iterator):
             raise TypeError(f"{name} is a one-shot iterator; pass a re-iterable (list, DataLoader)")
-    fit_normalisation(model, train_batches)
+    batches_for = train_batches if callable(train_batches) else lambda _epoch: train_batches
+    core: CrossModalTransformer = getattr(model, "module", model)
+    if start_epoch == 0:
+        fit_normalisation(core, batches_for(0))
     model.to(device)
-    optimizer = make_optimizer(model, config)
+    optimizer = optimizer or make_optimizer(core, config)
     conditions = conditions_for_mode(colearning.mode)
-    history: list[dict[str, float]] = []
+    records = list(history)
     thresholds: dict[str, np.ndarray] = {}
-    for epoch in range(config.epochs):
-        set_epoch_lr(optimizer, epoch, config)
-        train_stats = train_epoch(model, train_batches, optimizer, colearning, config, device)
-        valid_metrics, thresholds = validate(model, valid_batches, conditions, device)
-        history.append(epoch_record(epoch, train_stats, valid_metrics))
+    for epoch in range(start_epoch, config.epochs):
+        lr = set_epoch_lr(optimizer, epoch, config)
+        began = time.perf_counter()
+        train_stats = train_epoch(model, batches_for(epoch), optimizer, colearning, config, device)
+        train_seconds = time.perf_counter() - began
+        valid_metrics, thresholds = validate(
+            core, valid_batches, conditions, device, threshold_config
+        )
+        selection = selection_score(colearning.mode, valid_metrics)
+        records.append(
+            _epoch_record(epoch, lr, train_stats, train_seconds, valid_metrics, selection)
+        )
         if on_epoch_end is not None:
-            on_epoch_end(epoch, train_stats, valid_metrics, thresholds)
-    return FitResult(history=history, thresholds=thresholds)
+            end = EpochEnd(
+                epoch=epoch,
+                train_stats=train_stats,
+                valid_metrics=valid_metrics,
+                thresholds=thresholds,
+                selection=selection,
+                seconds=time.perf_counter() - began,
+                history=list(records),
+            )
+            on_epoch_end(end)
+    return FitResult(history=records, thresholds=thresholds)

@@ -18,7 +18,6 @@ A local Ray cluster starts unless RAY_ADDRESS names one. Checkpoints live in --s
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
 
 from avemo_core.colearning import MODES, CoLearningConfig
@@ -26,7 +25,7 @@ from avemo_core.config import ConfigError
 from avemo_core.model import MODEL_SIZES, ModelConfig
 from avemo_core.training import LR_SCHEDULES, TrainConfig
 from jobs.errors import UserError
-from pipelines import datasets, tracking
+from pipelines import registry, tracking
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -94,44 +93,9 @@ def _storage(value: str) -> str:
     return value if "://" in value else str(Path(value).resolve())
 
 
-def _run_name(args: argparse.Namespace, storage: str) -> str:
-    from pipelines.train import latest_run_name
-
-    if args.run_name:
-        return args.run_name
-    if args.resume:
-        name = latest_run_name(storage)
-        if name is None:
-            raise UserError(f"--resume: no run in {storage}; pass --run-name")
-        return name
-    return f"avemo-{args.mode}-{time.strftime('%Y%m%d-%H%M%S')}"
-
-
-def _connect_ray(workers: int, gpu: bool) -> None:
-    """Join RAY_ADDRESS's cluster or start a local one; refuse --gpu without enough GPUs."""
-    import ray
-
-    if not ray.is_initialized():
-        try:
-            ray.init(log_to_driver=True)
-        except (ConnectionError, ValueError) as err:
-            raise UserError(f"cannot connect to Ray: {err}") from None
-    gpus = ray.cluster_resources().get("GPU", 0)
-    if gpu and gpus < workers:
-        raise UserError(f"--gpu asks for {workers} GPU(s); the Ray cluster has {gpus:g}")
-
-
 def run(args: argparse.Namespace) -> int:
-    from avemo_core.schema import FEATURE_COLUMNS
-    from pipelines import registry
-    from pipelines.model_uri import ModelURIError
-    from pipelines.train import (
-        RunExistsError,
-        RunSettings,
-        Selection,
-        load_run_record,
-        run_training,
-    )
+    from pipelines.train import RunSettings
+    from pipelines.train_job import TrainJobError, run_name, run_train_job
 
     storage = _storage(args.storage)
     try:
@@ -156,7 +120,7 @@ def run(args: argparse.Namespace) -> int:
         )
         settings = RunSettings(
             data_uri=args.data,
-            run_name=_run_name(args, storage),
+            run_name=run_name(args.mode, storage, args.run_name, args.resume),
             storage_uri=storage,
             workers=args.workers,
             use_gpu=args.gpu,
@@ -167,45 +131,11 @@ def run(args: argparse.Namespace) -> int:
             resume=args.resume,
             cache_data=not args.no_cache_data,
         )
-        tracking.check_reachable(settings.tracking_uri)
-        info = datasets.inspect_shards(args.data)
-        load_run_record(settings)  # a reused name without --resume fails before Ray starts
-        _connect_ray(args.workers, args.gpu)
-        print(
-            f"run {settings.run_name}: {info.counts['train']} train / "
-            f"{info.counts['valid']} valid clips, {args.workers} worker(s), mode {args.mode}"
-        )
-        outcome = run_training(settings, model_config, train_config, colearning)
-        print(
-            f"run {settings.run_name}: {outcome.epochs} epoch(s); best val_score "
-            f"{outcome.score:.4f} at {outcome.checkpoint_dir}; MLflow run {outcome.run_id}"
-        )
-        if args.register:
-            valid = datasets.LocalBatches(info, "valid", args.batch_size)
-            example = datasets.sample_rows(info, "valid", 2, list(FEATURE_COLUMNS))
-
-            def rescore(checkpoint_dir: Path) -> Selection:
-                from avemo_core.checkpoint import load_checkpoint
-                from pipelines.evaluation import validation_score
-
-                return validation_score(load_checkpoint(checkpoint_dir), valid, colearning.mode)
-
-            result = registry.register(
-                settings.tracking_uri,
-                args.register,
-                outcome.run_id,
-                outcome.checkpoint_dir,
-                example,
-                rescore,
-            )
-            print(f"registered {result.name} v{result.version} as @{registry.CANDIDATE}")
-            print(result.gate)
-    except (
-        ConfigError,
-        datasets.DataError,
-        tracking.TrackingError,
-        RunExistsError,
-        ModelURIError,
-    ) as err:
+        result = run_train_job(settings, model_config, train_config, colearning, args.register)
+    except (ConfigError, TrainJobError) as err:
         raise UserError(str(err)) from None
+    if result.registration is not None:
+        registered = result.registration
+        print(f"registered {registered.name} v{registered.version} as @{registry.CANDIDATE}")
+        print(registered.gate)
     return 0

@@ -17,7 +17,7 @@ from avemo_core import metrics, training
 from avemo_core.checkpoint import Checkpoint
 from avemo_core.data import Batch
 from avemo_core.metrics import ThresholdConfig
-from pipelines.train import TRAINED_CONDITIONS, Selection, selection_score
+from avemo_core.selection import TRAINED_CONDITIONS, Selection, selection_score
 
 
 def evaluate(
@@ -40,7 +40,7 @@ def evaluate(
 
 
 def validation_score(checkpoint: Checkpoint, batches: Iterable[Batch], mode: str) -> Selection:
-    """The training selection score (`pipelines.train.selection_score`) of `checkpoint` here,
+    """The training selection score (`avemo_core.selection`) of `checkpoint` here,
     with thresholds tuned by the rule it was trained with (metadata `threshold_config`)."""
     rule = checkpoint.metadata.get("threshold_config")
     valid_metrics, _ = training.validate(

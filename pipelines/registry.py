@@ -2,7 +2,10 @@
 
 Every registration becomes a new version of the registered model, logged as a pyfunc model from
 code (`pipelines/pyfunc_model.py`, nothing pickled) with the checkpoint as its artifact, a
-signature and an input example, and gets the alias `candidate`. It takes `champion` only when its
+signature and an input example, and gets the alias `candidate`. The model stands alone: it carries
+the `avemo_core` package it runs (`code_paths`; pure, Ray-free) and the exact versions of the
+packages it imports, so `mlflow.pyfunc.load_model` and `mlflow models serve` need neither this
+project nor Ray installed. It takes `champion` only when its
 validation score beats the current champion's; the decision is one line the user sees, naming the
 conditions each score averages (only those the validation data can form). Scores are compared on
 equal terms: when the champion was scored on other data, under another mode's score or over other
@@ -18,14 +21,16 @@ import shutil
 import tempfile
 import warnings
 from collections.abc import Callable
+from importlib.metadata import version
 from pathlib import Path
 
 import pandas as pd
 
+import avemo_core
 from avemo_core.checkpoint import CONDITIONS_KEY, META_FILE, WEIGHTS_FILE, load_checkpoint
+from avemo_core.selection import Selection
 from pipelines import tracking
 from pipelines.model_uri import CHECKPOINT_ARTIFACT
-from pipelines.train import Selection
 
 CANDIDATE = "candidate"
 CHAMPION = "champion"
@@ -34,7 +39,14 @@ FINGERPRINT_TAG = "avemo.data_fingerprint"
 MODE_TAG = "avemo.mode"
 CONDITIONS_TAG = "avemo.score_conditions"  # comma-separated conditions the score averages
 PYFUNC_CODE = Path(__file__).with_name("pyfunc_model.py")
-REQUIREMENTS = ("torch", "numpy", "pandas", "safetensors", "mlflow")
+CODE_PACKAGE = Path(avemo_core.__file__).parent  # shipped inside the model (code/avemo_core)
+REQUIRED_PACKAGES = ("torch", "numpy", "pandas", "safetensors", "mlflow")  # what the model imports
+
+
+def pinned_requirements() -> list[str]:
+    """`name==version` of each package the model imports, as installed here. A local version
+    label (torch's `+cpu`) is dropped: package indexes serve `torch==2.13.0` to CPU hosts."""
+    return [f"{name}=={version(name).split('+')[0]}" for name in REQUIRED_PACKAGES]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,6 +104,8 @@ def register(
         model_dir.mkdir()
         for file in (WEIGHTS_FILE, META_FILE):
             shutil.copy2(checkpoint_dir / file, model_dir / file)
+        code = Path(staging.name) / "code" / CODE_PACKAGE.name  # the package, no bytecode
+        shutil.copytree(CODE_PACKAGE, code, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
         with mlflow.start_run(run_id=run_id), warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=_INTEGER_HINT)
             info = mlflow.pyfunc.log_model(
@@ -100,7 +114,8 @@ def register(
                 artifacts={CHECKPOINT_ARTIFACT: str(model_dir)},
                 signature=_signature(checkpoint_dir, example),
                 input_example=example,
-                pip_requirements=list(REQUIREMENTS),
+                code_paths=[str(code)],
+                pip_requirements=pinned_requirements(),
             )
         try:
             client.create_registered_model(name)

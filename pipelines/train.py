@@ -1,28 +1,23 @@
 """Distributed co-learning: Ray Train's TorchTrainer around the plain loop of avemo_core.training.
 
-Each worker reads its share of the train split (`get_dataset_shard`), pads per batch, and runs
-`train_epoch`; gradients are averaged over workers after every backward pass (gloo on CPU, NCCL
-on GPU). Rank 0 validates every condition the mode serves on the whole valid split, tunes the
-per-emotion thresholds, logs the epoch to MLflow (once) and reports a checkpoint every epoch:
+Each worker runs `avemo_core.training.fit` on its share of the train split
+(`get_dataset_shard`, padded per batch), with the model wrapped by `ray.train.torch.prepare_model`
+(DistributedDataParallel over gloo on CPU, NCCL on GPU; `find_unused_parameters` where the trained
+conditions leave a branch idle). Rank 0 validates every condition the mode serves on the whole
+valid split, tunes the per-emotion thresholds; from `fit`'s epoch callback it logs the epoch to
+MLflow (once), prints one console line and reports a checkpoint:
 
     model.safetensors + avemo.json    the avemo checkpoint (weights, configs, thresholds, metrics)
     optimizer.safetensors             AdamW state tensors, keys "<param index>/<name>"
     train_state.json                  epoch, history, optimizer param groups
 
-Ray keeps the best `keep_checkpoints` by `val_score` (plus the latest). `val_score` is the mean
-validation macro-F1 over the conditions the mode trains (av, a and v for colearn; av for av; a for
-audio; v for visual) that the validation split can form: a colearn run on audio-only data is scored
-on a alone, not on a with zeros for av and v. The driver says which conditions before training
-(console line, MLflow param `selection.conditions` and tag `avemo.score_conditions`); rank 0 prints
-one line per epoch (loss parts, validation F1/WA per condition, seconds). A worker that dies is
-replaced and all workers restart from the latest checkpoint (`max_failures`); a driver started
-again with the same run name and storage resumes the same way (Ray Train restores the run from
-its storage).
-
-Why not DDP: `colearning_loss` runs the encoders once and fuses them three ways, calling the
-model's submodules directly; DDP synchronises gradients only for work done through its own
-`forward`, so it would silently skip the sync. `GradientSync` averages all gradients in one
-all-reduce at the end of each backward pass instead, before clipping, as DDP would.
+Ray keeps the best `keep_checkpoints` by `val_score` (`avemo_core.selection`; plus the latest).
+The driver says which conditions it averages before training (console line, MLflow param
+`selection.conditions` and tag `avemo.score_conditions`). A worker that dies is replaced and all
+workers restart from the latest checkpoint (`max_failures`): `fit` continues from the next epoch
+with the saved history and optimizer state and keeps the saved normalisation statistics. A driver
+started again with the same run name and storage resumes the same way (Ray Train restores the run
+from its storage).
 """
 
 from __future__ import annotations
@@ -39,23 +34,20 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.distributed as dist
 from safetensors.torch import load_file, save_file
 
 from avemo_core import inference, training
 from avemo_core.checkpoint import CONDITIONS_KEY, Checkpoint, load_checkpoint, save_checkpoint
-from avemo_core.colearning import CoLearningConfig, conditions_for_mode
+from avemo_core.colearning import CoLearningConfig
 from avemo_core.config import FrozenConfig, require
 from avemo_core.data import Batch, batch_from_columns
 from avemo_core.labels import CONDITIONS, EMOTIONS
 from avemo_core.metrics import ThresholdConfig
 from avemo_core.model import CrossModalTransformer, ModelConfig
+from avemo_core.selection import SCORE_KEY, TRAINED_CONDITIONS, Selection
 from pipelines import datasets, tracking
 
-SCORE_KEY = "val_score"
 SCORE_CONDITIONS_TAG = "avemo.score_conditions"  # MLflow run tag: conditions val_score averages
-# The conditions each mode trains, whose validation macro-F1 is averaged into `val_score`.
-TRAINED_CONDITIONS = {"colearn": ("av", "a", "v"), "av": ("av",), "audio": ("a",), "visual": ("v",)}
 OPTIMIZER_FILE = "optimizer.safetensors"
 STATE_FILE = "train_state.json"
 RUN_FILE = "avemo_run.json"  # in the run's storage folder: the MLflow run id and the configs
@@ -101,35 +93,6 @@ class RunExistsError(ValueError):
     """The run name is taken in this storage (and --resume was not asked for), or vice versa."""
 
 
-class GradientSync:
-    """Averages every gradient over the workers in one all-reduce when a backward pass ends."""
-
-    def __init__(self, model: torch.nn.Module) -> None:
-        self.params = [p for p in model.parameters() if p.requires_grad]
-        self.queued = False
-        for param in self.params:
-            param.register_post_accumulate_grad_hook(self._on_grad)
-        for tensor in model.state_dict().values():
-            dist.broadcast(tensor, src=0)  # identical starting weights on every worker
-
-    def _on_grad(self, _param: torch.Tensor) -> None:
-        if not self.queued:
-            self.queued = True
-            torch.autograd.Variable._execution_engine.queue_callback(self._reduce)
-
-    def _reduce(self) -> None:
-        self.queued = False
-        grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in self.params]
-        flat = torch.cat([g.reshape(-1) for g in grads])  # (P,) all gradients
-        dist.all_reduce(flat)
-        flat /= dist.get_world_size()
-        offset = 0
-        for param in self.params:
-            size = param.numel()
-            param.grad = flat[offset : offset + size].view_as(param)  # (*param.shape)
-            offset += size
-
-
 def _save_optimizer(optimizer: torch.optim.Optimizer, directory: Path) -> list[dict[str, Any]]:
     """State tensors to safetensors; returns the param groups (JSON-able) for train_state.json."""
     state = optimizer.state_dict()
@@ -149,25 +112,6 @@ def _load_optimizer(optimizer: torch.optim.Optimizer, directory: Path, groups: l
         index, name = key.split("/", 1)
         state.setdefault(int(index), {})[name] = value
     optimizer.load_state_dict({"state": state, "param_groups": groups})
-
-
-@dataclasses.dataclass(frozen=True)
-class Selection:
-    score: float  # mean validation macro-F1 over `conditions` (NaN when there are none)
-    conditions: tuple[str, ...]  # the trained conditions the validation data could score
-
-
-def selection_score(mode: str, valid_metrics: dict[str, float]) -> Selection:
-    """Mean validation macro-F1 over the conditions `mode` trains that these data could score.
-
-    A condition the validation data cannot form (no `<c>/f1`) or cannot score (undefined F1:
-    no emotion with both positives and negatives) is left out, never counted as 0.
-    """
-    scored = tuple(
-        c for c in TRAINED_CONDITIONS[mode] if math.isfinite(valid_metrics.get(f"{c}/f1", math.nan))
-    )
-    values = [valid_metrics[f"{c}/f1"] for c in scored]
-    return Selection(float(np.mean(values)) if values else math.nan, scored)
 
 
 def split_conditions(info: datasets.ShardInfo, split: str) -> dict[str, tuple[int, bool]]:
@@ -346,8 +290,16 @@ def _restore(
     return state["epoch"] + 1, state["history"]
 
 
+def find_unused_parameters(trained_conditions: list[str]) -> bool:
+    """Whether DDP must look for parameters a step leaves without gradient: every branch works
+    only when the fused `av` view trains; `a` or `v` alone leaves the other encoder (and the
+    cross-attention) idle."""
+    return "av" not in trained_conditions
+
+
 def train_loop_per_worker(config: dict[str, Any]) -> None:
-    """One Ray Train worker: restore, then per epoch train, validate (rank 0) and report."""
+    """One Ray Train worker: restore, wrap for data parallelism, then `fit` with a callback that
+    (on rank 0) prints, logs and checkpoints each epoch and reports it to Ray."""
     import ray.data
     import ray.train
     import ray.train.torch
@@ -364,17 +316,24 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     model = CrossModalTransformer(model_config).to(device)
     optimizer = training.make_optimizer(model, train_config)
     start, history = _restore(model, optimizer)
-    train_shard = ray.train.get_dataset_shard("train")
-    if start == 0:  # corpus feature statistics from this worker's share of the train split
-        training.fit_normalisation(model, _ShardBatches(train_shard, train_config, False, 0))
-    if world > 1:
-        GradientSync(model)
-    pin = device.type == "cuda"
-    logger = (
-        tracking.EpochLogger(config["tracking_uri"], config["mlflow_run_id"]) if rank == 0 else None
+    wrapped = ray.train.torch.prepare_model(
+        model,
+        move_to_device=device,
+        parallel_strategy_kwargs={
+            "find_unused_parameters": find_unused_parameters(config["trained_conditions"])
+        },
     )
-    conditions = conditions_for_mode(colearning.mode)
-    valid: Any = None
+    train_shard = ray.train.get_dataset_shard("train")
+    pin = device.type == "cuda"
+
+    def train_batches(epoch: int) -> _ShardBatches:
+        batches = _ShardBatches(train_shard, train_config, pin, seed=train_config.seed + epoch)
+        batches.on_step = _die_hook(
+            config.get("die_at"), config.get("die_marker"), epoch, rank, world
+        )
+        return batches
+
+    valid: Any = ()  # only rank 0 validates
     if rank == 0:  # held in memory when the splits fit the object store, else read every pass
         valid_shard = ray.train.get_dataset_shard("valid")
         valid = (
@@ -382,60 +341,62 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             if config["cached"]
             else _ShardBatches(valid_shard, train_config, pin, seed=None)
         )
-    for epoch in range(start, train_config.epochs):
-        batches = _ShardBatches(train_shard, train_config, pin, seed=train_config.seed + epoch)
-        batches.on_step = _die_hook(
-            config.get("die_at"), config.get("die_marker"), epoch, rank, world
-        )
-        lr = training.set_epoch_lr(optimizer, epoch, train_config)
-        began = time.perf_counter()
-        stats = training.train_epoch(model, batches, optimizer, colearning, train_config, device)
-        elapsed = time.perf_counter() - began
-        if rank != 0:
+    logger = (
+        tracking.EpochLogger(config["tracking_uri"], config["mlflow_run_id"]) if rank == 0 else None
+    )
+
+    def on_epoch_end(end: training.EpochEnd) -> None:
+        if logger is None:
             ray.train.report({}, checkpoint=None)
-            continue
-        valid_metrics, thresholds = training.validate(
-            model, valid, conditions, device, threshold_config
-        )
-        record = training.epoch_record(epoch, stats, valid_metrics)
-        record.update({"train/lr": lr, "train/samples_per_s": stats["samples"] * world / elapsed})
-        selection = selection_score(colearning.mode, valid_metrics)
-        record[SCORE_KEY] = selection.score
+            return
         line = epoch_line(
-            epoch, train_config.epochs, stats, valid_metrics, selection, time.perf_counter() - began
+            end.epoch,
+            train_config.epochs,
+            end.train_stats,
+            end.valid_metrics,
+            end.selection,
+            end.seconds,
         )
         print(line, flush=True)
-        record = {k: v for k, v in record.items() if not math.isnan(v)}  # undefined: left out
-        history = [*history, record]
-        logger.log_epoch(epoch, {k: v for k, v in record.items() if k != "epoch"})
+        record = end.history[-1]
+        logger.log_epoch(end.epoch, {k: v for k, v in record.items() if k != "epoch"})
         with tempfile.TemporaryDirectory(prefix="avemo-ckpt-") as tmp:
             directory = Path(tmp) / "checkpoint"
-            scored = list(selection.conditions)
-            _write_checkpoint(
-                directory, model, optimizer, thresholds, config, epoch, history, scored
-            )
-            report = {SCORE_KEY: record[SCORE_KEY], "epoch": epoch}
+            _write_checkpoint(directory, model, optimizer, config, end)
+            report = {SCORE_KEY: end.selection.score, "epoch": end.epoch}
             ray.train.report(report, checkpoint=ray.train.Checkpoint.from_directory(directory))
+
+    training.fit(
+        wrapped,
+        train_batches,
+        valid,
+        colearning,
+        train_config,
+        device,
+        on_epoch_end,
+        start_epoch=start,
+        history=history,
+        optimizer=optimizer,
+        threshold_config=threshold_config,
+    )
 
 
 def _write_checkpoint(
     directory: Path,
     model: CrossModalTransformer,
     optimizer: torch.optim.Optimizer,
-    thresholds: dict[str, np.ndarray],
     config: dict[str, Any],
-    epoch: int,
-    history: list[dict[str, float]],
-    scored: list[str],
+    end: training.EpochEnd,
 ) -> None:
-    metrics = {k: v for k, v in history[-1].items() if k.startswith("valid/") or k == SCORE_KEY}
+    record = end.history[-1]
+    metrics = {k: v for k, v in record.items() if k.startswith("valid/") or k == SCORE_KEY}
     metadata = {
-        "epoch": epoch,
+        "epoch": end.epoch,
         "metrics": metrics,
         CONDITIONS_KEY: {
             "trained": config["trained_conditions"],
-            "validated": [c for c in CONDITIONS if c in thresholds],
-            "scored": scored,
+            "validated": [c for c in CONDITIONS if c in end.thresholds],
+            "scored": list(end.selection.conditions),
         },
         "mode": config["colearning"]["mode"],
         "colearning": config["colearning"],
@@ -450,14 +411,14 @@ def _write_checkpoint(
         Checkpoint(
             model=cpu_model,
             model_config=cpu_model.config,
-            thresholds={c: [float(x) for x in t] for c, t in thresholds.items()},
+            thresholds={c: [float(x) for x in t] for c, t in end.thresholds.items()},
             labels=list(EMOTIONS),
             feature_config=config["feature_config"],
             metadata=metadata,
         ),
     )
     groups = _save_optimizer(optimizer, directory)
-    state = {"epoch": epoch, "history": history, "param_groups": groups}
+    state = {"epoch": end.epoch, "history": end.history, "param_groups": groups}
     (directory / STATE_FILE).write_text(json.dumps(state, indent=1, default=_json_default) + "\n")
 
 

@@ -13,6 +13,7 @@ from avemo_core.config import ConfigError
 from avemo_core.data import Batch
 from avemo_core.model import CrossModalTransformer, ModelConfig
 from avemo_core.training import (
+    EpochEnd,
     TrainConfig,
     fit,
     make_optimizer,
@@ -120,7 +121,7 @@ def test_predict_keeps_labelled_samples_that_can_form_the_condition() -> None:
 
 def test_fit_validates_every_condition_each_epoch() -> None:
     model = tiny_model()
-    seen: list[tuple[int, dict[str, float], dict[str, float], dict[str, np.ndarray]]] = []
+    seen: list[EpochEnd] = []
     result = fit(
         model,
         [learnable_batch(0), learnable_batch(1)],
@@ -128,10 +129,15 @@ def test_fit_validates_every_condition_each_epoch() -> None:
         CoLearningConfig(),
         TrainConfig(epochs=6, lr=3e-3),
         CPU,
-        on_epoch_end=lambda *args: seen.append(args),
+        on_epoch_end=seen.append,
     )
-    assert [s[0] for s in seen] == list(range(6)) and len(result.history) == 6
-    epoch, train_stats, valid, thresholds = seen[-1]
+    assert [s.epoch for s in seen] == list(range(6)) and len(result.history) == 6
+    train_stats, valid, thresholds = (
+        seen[-1].train_stats,
+        seen[-1].valid_metrics,
+        seen[-1].thresholds,
+    )
+    assert seen[-1].history == result.history  # the callback sees the record fit returns
     assert set(thresholds) == {"av", "a", "v"} and all(t.shape == (6,) for t in thresholds.values())
     assert all(f"{c}/auc" in valid and f"{c}/wa" in valid for c in ("av", "a", "v"))
     assert valid["av/samples"] == 32.0 and train_stats["samples"] == 32.0
@@ -150,7 +156,7 @@ def test_fit_of_a_single_modal_model_validates_its_condition_only() -> None:
         CoLearningConfig(mode="audio"),
         TrainConfig(epochs=1),
         CPU,
-        on_epoch_end=lambda _e, _s, valid, _t: seen.append(valid),
+        on_epoch_end=lambda end: seen.append(end.valid_metrics),
     )
     assert seen and all(key.startswith("a/") for key in seen[0])
 

@@ -1,10 +1,9 @@
-"""The pieces under the Ray Train wrapper: gradient averaging across two real gloo processes,
+"""The pieces under the Ray Train wrapper: `fit` through DDP across two real gloo processes,
 optimizer state round-trip without pickle, shard discovery, fingerprint and split datasets."""
 
 from __future__ import annotations
 
 import json
-import math
 import shutil
 from pathlib import Path
 
@@ -13,20 +12,24 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from torch.nn.parallel import DistributedDataParallel
 
+from avemo_core import training
+from avemo_core.colearning import CoLearningConfig
 from avemo_core.labels import EMOTIONS
+from avemo_core.model import CrossModalTransformer, ModelConfig
+from avemo_core.selection import TRAINED_CONDITIONS, Selection
 from avemo_core.synth.shards import ShardSpec, write_clip_shards
 from pipelines import datasets
 from pipelines.train import (
-    GradientSync,
-    Selection,
     _fill_missing_modality,
     _load_optimizer,
     _save_optimizer,
     epoch_line,
+    find_unused_parameters,
     plan_conditions,
-    selection_score,
 )
+from tests.avemo_core.model_batches import learnable_batch
 from tests.services import free_port
 
 
@@ -40,31 +43,44 @@ def _data() -> tuple[torch.Tensor, torch.Tensor]:
     return torch.randn(8, 4, generator=generator), torch.randn(8, 1, generator=generator)
 
 
-def _worker(rank: int, port: int, out: str) -> None:
+def _fit_worker(rank: int, port: int, mode: str, out: str) -> None:
+    """One of two gloo processes: `fit` on this rank's own batches through DDP, as a Ray Train
+    worker does after `prepare_model`."""
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
-    model = _net()
-    if rank == 1:
-        with torch.no_grad():
-            for p in model.parameters():
-                p.add_(1.0)  # different start: the broadcast must undo it
-    GradientSync(model)
-    x, y = _data()
-    half = slice(rank * 4, rank * 4 + 4)
-    loss = torch.nn.functional.mse_loss(model(x[half]), y[half])
-    loss.backward()
-    torch.save({k: v.grad.clone() for k, v in model.named_parameters()}, f"{out}/grads{rank}.pt")
+    training.seed_everything(rank)  # different starting weights: DDP must broadcast rank 0's
+    model = CrossModalTransformer(ModelConfig.named("tiny"))
+    trained = list(TRAINED_CONDITIONS[mode])
+    wrapped = DistributedDataParallel(model, find_unused_parameters=find_unused_parameters(trained))
+    batches = [learnable_batch(10 * rank + i, size=4) for i in range(2)]  # this rank's share
+    training.fit(
+        wrapped,
+        batches,
+        [],
+        CoLearningConfig(mode=mode),
+        training.TrainConfig(epochs=1),
+        torch.device("cpu"),
+    )
+    torch.save(model.state_dict(), f"{out}/{mode}{rank}.pt")
     dist.destroy_process_group()
 
 
-def test_gradient_sync_matches_one_process_on_the_whole_batch(tmp_path: Path) -> None:
-    mp.spawn(_worker, args=(free_port(), str(tmp_path)), nprocs=2, join=True)
-    model = _net()
-    x, y = _data()
-    torch.nn.functional.mse_loss(model(x), y).backward()  # equal halves: mean of the two means
-    grads = [torch.load(tmp_path / f"grads{r}.pt", weights_only=True) for r in (0, 1)]
-    for name, param in model.named_parameters():
-        torch.testing.assert_close(grads[0][name], param.grad)
-        torch.testing.assert_close(grads[1][name], param.grad)
+@pytest.mark.parametrize("mode", ["colearn", "audio"])
+def test_fit_through_ddp_keeps_the_workers_identical(mode: str, tmp_path: Path) -> None:
+    """Gradients are averaged over ranks with different data (colearn uses every branch; audio
+    leaves the visual one idle, which DDP accepts only when told to look for unused ones)."""
+    mp.spawn(_fit_worker, args=(free_port(), mode, str(tmp_path)), nprocs=2, join=True)
+    states = [torch.load(tmp_path / f"{mode}{r}.pt", weights_only=True) for r in (0, 1)]
+    training.seed_everything(0)
+    start = CrossModalTransformer(ModelConfig.named("tiny")).state_dict()
+    for name, tensor in states[0].items():
+        torch.testing.assert_close(states[1][name], tensor, msg=name)
+    changed = [n for n in start if "audio_encoder" in n and not torch.equal(start[n], states[0][n])]
+    assert changed  # it trained
+
+
+def test_unused_parameters_are_looked_for_only_without_the_fused_view() -> None:
+    assert not find_unused_parameters(["av", "a", "v"]) and not find_unused_parameters(["av"])
+    assert find_unused_parameters(["a"]) and find_unused_parameters(["v"])
 
 
 def test_optimizer_state_round_trips_through_safetensors(tmp_path: Path) -> None:
@@ -84,19 +100,6 @@ def test_optimizer_state_round_trips_through_safetensors(tmp_path: Path) -> None
     for index in before:
         for name in ("step", "exp_avg", "exp_avg_sq"):
             torch.testing.assert_close(before[index][name], after[index][name])
-
-
-def test_selection_score_averages_the_trained_conditions_it_can_score() -> None:
-    metrics = {"av/f1": 0.9, "a/f1": 0.6, "v/f1": float("nan")}
-    colearn = selection_score("colearn", metrics)
-    assert colearn.score == pytest.approx(0.75) and colearn.conditions == ("av", "a")
-    assert selection_score("av", metrics) == Selection(pytest.approx(0.9), ("av",))
-    assert selection_score("audio", metrics).score == pytest.approx(0.6)
-    # An audio-only validation split forms only `a`: colearn is scored on it alone, not a / 3.
-    audio_only = {"a/f1": 0.45, "a/samples": 20.0}
-    assert selection_score("colearn", audio_only) == Selection(pytest.approx(0.45), ("a",))
-    nothing = selection_score("visual", audio_only)
-    assert math.isnan(nothing.score) and nothing.conditions == ()
 
 
 def test_plan_conditions_on_single_modality_data(tmp_path: Path) -> None:

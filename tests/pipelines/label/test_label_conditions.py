@@ -20,7 +20,7 @@ from avemo_core.synth.shards import ShardSpec, write_clip_shards
 from pipelines.label.run import LabelConfig, run_label
 from pipelines.label.store import LabelStore
 from pipelines.model_uri import CHECKPOINT_ARTIFACT
-from pipelines.registry import PYFUNC_CODE, REQUIREMENTS
+from pipelines.registry import PYFUNC_CODE, pinned_requirements
 from tests.pipelines.label.helpers import check_label_rows, write_checkpoint
 
 # The case: colearn trained and validated on audio-only data; only `a` has thresholds.
@@ -42,7 +42,7 @@ def _pyfunc(checkpoint: Path, tmp_path: Path) -> object:
         str(path),
         python_model=str(PYFUNC_CODE),
         artifacts={CHECKPOINT_ARTIFACT: str(checkpoint)},
-        pip_requirements=list(REQUIREMENTS),
+        pip_requirements=pinned_requirements(),
     )
     return mlflow.pyfunc.load_model(str(path))
 
