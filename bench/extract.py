@@ -8,12 +8,12 @@ bare `ffmpeg -i FILE -f null -` decode of the same files on the same cores; peak
 All numbers come from one run on the same generated files: 720p25 H.264 + AAC tone, a real face
 (scikit-image's astronaut) drifting over the testsrc2 pattern, as talking-head footage.
 Throughput: each side is pinned to the same 1 or 2 cores (CPU affinity, inherited by ffmpeg and
-Ray's workers); the extraction is the real Ray Data job (`pipelines.extract.run_extract`) on a
+Ray's workers); the extraction is the real Ray Data job (`pipelines.extract.run.run_extract`) on a
 local cluster of that many CPUs, timed after a warm-up that starts its workers; bare ffmpeg decodes
 the files one after another with its default threading; the two sides alternate `--repeat` times
 and the fastest run of each counts (the machine may be shared). Memory: peak resident memory of
 the whole process tree (the high-water marks of Python and its live ffmpeg children, sampled every
-20 ms) while one Ray task's work (`pipelines.extract_media.extract_task`) extracts one file in a
+20 ms) while one Ray task's work (`pipelines.extract.media.extract_task`) extracts one file in a
 fresh process.
 """
 
@@ -29,8 +29,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench.common.procs import processes
+
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 FFMPEG = ["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-y"]
 
@@ -84,7 +85,15 @@ def bare_decode_seconds(files: list[Path], cores: list[int]) -> float:
 
 def extract_seconds(folder: Path, warmup: Path, cores: list[int], work: Path) -> dict:
     """Run `--measure-extract` in a fresh process pinned to `cores`; returns its JSON."""
-    cmd = [sys.executable, __file__, "--measure-extract", str(folder), str(warmup), str(work)]
+    cmd = [
+        sys.executable,
+        "-m",
+        __spec__.name,
+        "--measure-extract",
+        str(folder),
+        str(warmup),
+        str(work),
+    ]
     out = subprocess.run(
         [*cmd, str(len(cores))],
         check=True, capture_output=True, text=True, preexec_fn=pinned(cores),
@@ -98,7 +107,7 @@ def measure_extract(folder: str, warmup: str, work: str, cpus: int) -> None:
 
     import ray
 
-    from pipelines.extract import ExtractConfig, run_extract
+    from pipelines.extract.run import ExtractConfig, run_extract
 
     ray.init(
         num_cpus=cpus, include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False
@@ -123,7 +132,7 @@ def measure_extract(folder: str, warmup: str, work: str, cpus: int) -> None:
 def decode_only(files: list[Path], cores: list[int]) -> dict[str, float]:
     """The streaming decode alone (pipes, windows; no features) on `cores`: wall seconds, the
     part of them spent probing, and the CPU seconds of the process and its ffmpeg children."""
-    cmd = [sys.executable, __file__, "--measure-decode", *map(str, files)]
+    cmd = [sys.executable, "-m", __spec__.name, "--measure-decode", *map(str, files)]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True, preexec_fn=pinned(cores))
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -134,8 +143,8 @@ def measure_decode(files: list[str]) -> None:
 
     from avemo_core.media.decode import Span
     from avemo_core.media.probe import probe
-    from pipelines.extract import ExtractConfig
-    from pipelines.extract_media import build_extractor
+    from pipelines.extract.media import build_extractor
+    from pipelines.extract.run import ExtractConfig
 
     def cpu_s() -> float:
         own = resource.getrusage(resource.RUSAGE_SELF)
@@ -167,8 +176,8 @@ def detector_ms_per_frame(path: Path) -> dict[str, float]:
     from avemo_core.features.visual import FaceCropper
     from avemo_core.media.decode import Span
     from avemo_core.media.probe import probe
-    from pipelines.extract import ExtractConfig
-    from pipelines.extract_media import build_extractor
+    from pipelines.extract.media import build_extractor
+    from pipelines.extract.run import ExtractConfig
 
     extractor = build_extractor(ExtractConfig(input_uri=".", output_uri=".").extractor_config())
     frames = next(iter(extractor.decoder.decode(str(path), probe(str(path)), [Span(0.0, 10.0)])))
@@ -184,16 +193,7 @@ def detector_ms_per_frame(path: Path) -> dict[str, float]:
 
 
 def _children(pid: int) -> list[int]:
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                stat = Path(f"/proc/{entry}/stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                found.append(int(entry))
-    return found
+    return [p.pid for p in processes() if p.ppid == pid]
 
 
 def tree_rss_bytes(pid: int) -> int:
@@ -216,7 +216,7 @@ def tree_rss_bytes(pid: int) -> int:
 def peak_memory(path: Path, work: Path) -> dict:
     """Peak process-tree RSS while a fresh process extracts one file as one Ray task would."""
     proc = subprocess.Popen(
-        [sys.executable, __file__, "--measure-memory", str(path), str(work)],
+        [sys.executable, "-m", __spec__.name, "--measure-memory", str(path), str(work)],
         stdout=subprocess.PIPE, text=True,
     )  # fmt: skip
     peak = 0
@@ -241,15 +241,15 @@ def measure_memory(path: str, work: str) -> None:
     import pyarrow as pa
 
     from avemo_core.schema import clip_schema
-    from pipelines.extract import ExtractConfig
-    from pipelines.extract_media import (
+    from pipelines.extract.media import (
         ExtractTask,
         MediaTask,
         ShardLimits,
         build_extractor,
         extract_task,
     )
-    from pipelines.shards import ShardStore
+    from pipelines.extract.run import ExtractConfig
+    from pipelines.extract.shards import ShardStore
 
     pa.Table.from_pylist([{"uri": path}])  # the batch a Ray Data task receives
     config = ExtractConfig(input_uri=path, output_uri=work)

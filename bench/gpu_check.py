@@ -3,7 +3,7 @@ synthetic shards; prints samples/s. Fails with one clear line when CUDA is absen
 
     .venv/bin/python -m bench.gpu_check [--clips 512] [--model-size base] [--batch-size 32]
 
-It runs the same `avemo train` code path as `--gpu`: `pipelines.train.run_training` with
+It runs the same `avemo train` code path as `--gpu`: `pipelines.train.run.run_training` with
 `use_gpu=True` on a local Ray cluster, MLflow in a temporary SQLite file.
 """
 
@@ -36,7 +36,7 @@ def main() -> int:
     from avemo_core.synth.shards import ShardSpec, write_clip_shards
     from avemo_core.training import TrainConfig
     from pipelines import tracking
-    from pipelines.train import RunSettings, run_training
+    from pipelines.train.run import RunSettings, run_training
 
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     print(f"device: {torch.cuda.get_device_name(0)}, torch {torch.__version__}")

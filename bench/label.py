@@ -41,7 +41,7 @@ from avemo_core.labels import EMOTIONS
 from avemo_core.model import CrossModalTransformer, ModelConfig
 from avemo_core.schema import FEATURE_COLUMNS, KEY_COLUMNS
 from avemo_core.synth import SynthConfig, write_media
-from pipelines.extract import ExtractConfig, run_extract
+from pipelines.extract.run import ExtractConfig, run_extract
 from pipelines.label.labeller import Labeller
 from pipelines.label.run import LabelConfig, run_label
 

@@ -21,11 +21,9 @@ import os
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from bench.common.benchmarks_page import save_output  # noqa: E402
-from bench.common.provenance import REPO_ROOT, git_commit, machine_description  # noqa: E402
-from pipelines import experiment, experiment_report  # noqa: E402
+from bench.common import experiment, experiment_report
+from bench.common.benchmarks_page import save_output
+from bench.common.provenance import REPO_ROOT, git_commit, machine_description
 
 QUICK = {"clips": 36, "seeds": (0,), "epochs": 1}
 # How the settings were chosen, and why: shown on the page under the reading.

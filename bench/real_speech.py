@@ -19,24 +19,21 @@ import argparse
 import csv
 import json
 import subprocess
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo root
-
 from avemo_core.checkpoint import load_checkpoint
 from avemo_core.colearning import CoLearningConfig
 from avemo_core.labels import EMOTIONS
 from avemo_core.model import ModelConfig
 from avemo_core.training import TrainConfig
-from pipelines import datasets
-from pipelines.evaluation import evaluate
-from pipelines.extract import ExtractConfig, run_extract
-from pipelines.train import RunSettings, run_training
+from pipelines.extract.run import ExtractConfig, run_extract
+from pipelines.train import datasets
+from pipelines.train.evaluation import evaluate
+from pipelines.train.run import RunSettings, run_training
 
 REPO = Path(__file__).resolve().parents[1]
 REFERENCE = {

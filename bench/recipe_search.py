@@ -1,6 +1,6 @@
 """Screen training recipes on RAVDESS speech fast: one plain PyTorch loop, no Ray, no MLflow.
 
-    .venv/bin/python bench/recipe_search.py [--corpus ../shared/data/ravdess-speech]
+    .venv/bin/python -m bench.recipe_search [--corpus ../shared/data/ravdess-speech]
         [--cache /tmp/avemo-ravdess-logmel.npz] [--size small] [--model KEY=VALUE ...]
         [--train KEY=VALUE ...] [--average-last K] [--seeds 0] [--test]
 
@@ -19,15 +19,12 @@ from __future__ import annotations
 import argparse
 import json
 import subprocess
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import torch
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo root
 
 from avemo_core import metrics
 from avemo_core.averaging import WeightAverage

@@ -51,9 +51,9 @@ def _row(uri: str, split: str) -> dict[str, Any]:
 def write_tasks(files: int, out: str) -> None:
     """(child) What the workers of a first run leave: each task's Parquet files and marker."""
     from avemo_core.schema import clip_schema
-    from pipelines.extract import ExtractConfig
-    from pipelines.extract_media import MediaTask, group_tasks
-    from pipelines.shards import ShardStore, ShardWriter, task_prefix
+    from pipelines.extract.media import MediaTask, group_tasks
+    from pipelines.extract.run import ExtractConfig
+    from pipelines.extract.shards import ShardStore, ShardWriter, task_prefix
 
     config = ExtractConfig(input_uri="-", output_uri=out)
     extractor = config.extractor_config()
@@ -85,9 +85,9 @@ def write_tasks(files: int, out: str) -> None:
 
 def plan(files: int, out: str) -> None:
     """(child) The driver's side of a rerun: list, group, read every marker, sum the totals."""
-    from pipelines.extract import ExtractConfig, Totals, task_state
-    from pipelines.extract_media import MediaTask, group_tasks
-    from pipelines.shards import ShardStore
+    from pipelines.extract.media import MediaTask, group_tasks
+    from pipelines.extract.run import ExtractConfig, Totals, task_state
+    from pipelines.extract.shards import ShardStore
 
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     started = time.perf_counter()
@@ -110,7 +110,7 @@ def first_batch(out: str) -> None:
     """(child) Seconds from listing the shards to the first streamed training batch."""
     import ray
 
-    from pipelines import datasets
+    from pipelines.train import datasets
 
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     ray.data.DataContext.get_current().enable_progress_bars = False
@@ -126,7 +126,7 @@ def first_batch(out: str) -> None:
 
 def _child(*args: str) -> dict[str, Any]:
     done = subprocess.run(
-        [sys.executable, __file__, *args], capture_output=True, text=True, check=True
+        [sys.executable, "-m", __spec__.name, *args], capture_output=True, text=True, check=True
     )
     lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
     return json.loads(lines[-1])  # Ray may print after the result

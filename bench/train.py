@@ -27,8 +27,9 @@ from avemo_core import training
 from avemo_core.colearning import CoLearningConfig
 from avemo_core.model import CrossModalTransformer, ModelConfig
 from avemo_core.synth.shards import ShardSpec, write_clip_shards
-from pipelines import datasets, tracking
-from pipelines.train import RunSettings, run_training
+from pipelines import tracking
+from pipelines.train import datasets
+from pipelines.train.run import RunSettings, run_training
 
 
 def plain_rates(

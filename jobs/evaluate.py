@@ -16,7 +16,8 @@ import math
 from pathlib import Path
 
 from jobs.errors import UserError
-from pipelines import datasets, tracking
+from pipelines import tracking
+from pipelines.train import datasets
 
 COLUMNS = ("samples", "f1", "wa", "auc", "micro_f1", "jaccard")
 
@@ -53,7 +54,7 @@ def format_table(results: dict[str, dict[str, float]]) -> str:
 def run(args: argparse.Namespace) -> int:
     from avemo_core.checkpoint import CheckpointError, load_checkpoint
     from pipelines import model_uri
-    from pipelines.evaluation import evaluate
+    from pipelines.train.evaluation import evaluate
 
     try:
         info = datasets.inspect_shards(args.data)

@@ -31,8 +31,8 @@ from avemo_core.config import ConfigError
 from avemo_core.features.faces.detectors import detector_names
 from avemo_core.media.clips import ManifestError
 from jobs.errors import UserError
-from pipelines.extract import ExtractConfig, ExtractError, run_extract
-from pipelines.sources import SourceError
+from pipelines.extract.run import ExtractConfig, ExtractError, run_extract
+from pipelines.extract.sources import SourceError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

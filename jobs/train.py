@@ -25,7 +25,8 @@ from avemo_core.config import ConfigError
 from avemo_core.model import MODEL_SIZES, ModelConfig
 from avemo_core.training import LR_SCHEDULES, TrainConfig
 from jobs.errors import UserError
-from pipelines import registry, tracking
+from pipelines import tracking
+from pipelines.train import registry
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -94,8 +95,8 @@ def _storage(value: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pipelines.train import RunSettings
-    from pipelines.train_job import TrainJobError, run_name, run_train_job
+    from pipelines.train.job import TrainJobError, run_name, run_train_job
+    from pipelines.train.run import RunSettings
 
     storage = _storage(args.storage)
     try:

@@ -5,8 +5,9 @@
                          (listings and manifests), compact (shards rewritten as few large files)
     pipelines/label/     media or clip shards in, label shards out (Ray Data): run, labeller (the
                          inference actor), media (extraction inside the stream), store, summary
-    pipelines/train/     clip shards in, a registered model out (Ray Train): run, datasets (shards
-                         as Ray datasets), evaluation, registry, pyfunc_model
+    pipelines/train/     clip shards in, a registered model out (Ray Train): job (the `avemo
+                         train` driver), run (the Ray Train loop), datasets (shards as Ray
+                         datasets), evaluation, registry, pyfunc_model
 
 What more than one job uses stays at this level: `storage` (the one way to open a local path or
 an s3:// URI), `ray_session` (the one way to start or join Ray), `tracking` (MLflow) and

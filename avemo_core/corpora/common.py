@@ -23,7 +23,7 @@ from avemo_core.labels import EMOTIONS, SPLITS
 
 UNGRADED = 1.0  # intensity of a present emotion whose strength the corpus does not grade
 # Extensions a recipe looks at (any case): what these corpora ship in or are commonly re-encoded
-# to. Each is one `avemo extract` lists too (a test checks it against pipelines/sources.py).
+# to. Each is one `avemo extract` lists too (a test checks it against pipelines/extract/sources.py).
 MEDIA_SUFFIXES = frozenset(
     {
         "wav",

@@ -1,4 +1,4 @@
 """Media files to clip features with ffmpeg: probe streams, stream-decode windows, build clip rows.
 
-Plain library code (no Ray): `pipelines/extract.py` runs it per file on Ray Data workers.
+Plain library code (no Ray): `pipelines/extract/run.py` runs it per file on Ray Data workers.
 """

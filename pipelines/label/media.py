@@ -1,7 +1,7 @@
 """Media files to clip rows inside the labelling stream: extraction without writing shards.
 
 One Ray Data task per file fetches, probes and decodes it with the extraction code
-(`pipelines.extract_media.local_copy`, `avemo_core.media`), and yields its clip rows in small
+(`pipelines.extract.media.local_copy`, `avemo_core.media`), and yields its clip rows in small
 tables as they are decoded, so memory holds a few clips, not the file. The rows of the last table
 carry the file's clip count in `media_clips` (the others 0): that is how the driver knows a file is
 complete. A file that fails becomes an `_errors/` record, as in extraction, and yields nothing.
@@ -19,7 +19,7 @@ import pyarrow as pa
 from avemo_core.media.clips import MediaStats
 from avemo_core.media.errors import ErrorRecord, MediaError
 from avemo_core.media.probe import probe
-from pipelines.extract_media import local_copy, worker_state
+from pipelines.extract.media import local_copy, worker_state
 from pipelines.label.labeller import MEDIA_CLIPS_COLUMN
 from pipelines.label.store import LabelStore
 

@@ -167,7 +167,7 @@ def plan_run(
     config: LabelConfig, model: PinnedModel, store: LabelStore, options: dict[str, Any]
 ) -> Plan:
     """List INPUT and OUT; keep the media this run must label."""
-    from pipelines.sources import SourceError, list_media
+    from pipelines.extract.sources import SourceError, list_media
 
     done = store.labelled_media()
     if is_clip_shards(config.input_uri, options):
@@ -192,7 +192,7 @@ def _shard_media_counts(root: str) -> tuple[tuple[str, ...], dict[str, int]]:
     import pyarrow.parquet as pq
     from pyarrow.fs import FSSpecHandler, PyFileSystem
 
-    from pipelines.datasets import DataError, inspect_shards
+    from pipelines.train.datasets import DataError, inspect_shards
 
     try:
         info = inspect_shards(root)

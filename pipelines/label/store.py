@@ -6,7 +6,7 @@
     OUT/_SUCCESS.json                the last complete run: model, counts, timing (written last)
 
 A part holds complete media files only. Every file appears atomically
-(pipelines.shards.ShardStore), and a part is committed by writing its label file and then
+(pipelines.extract.shards.ShardStore), and a part is committed by writing its label file and then
 its media file: the media file is the commit record, so a label file without one is the leftover of
 a killed run, which `recover` removes.
 Part names start with the UTC time, so sorting them orders commits. One run writes to an OUT at a
@@ -26,7 +26,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from avemo_core.schema import label_schema, media_schema
-from pipelines.shards import ERRORS_DIR, SUCCESS_FILE, ShardStore
+from pipelines.extract.shards import ERRORS_DIR, SUCCESS_FILE, ShardStore
 
 LABELS_DIR = "labels"
 MEDIA_DIR = "media"

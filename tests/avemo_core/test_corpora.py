@@ -19,7 +19,7 @@ from avemo_core.labels import EMOTIONS
 from avemo_core.media.clips import parse_manifest
 from avemo_core.media.errors import MediaError
 from avemo_core.media.probe import probe
-from pipelines.sources import MEDIA_EXTENSIONS
+from pipelines.extract.sources import MEDIA_EXTENSIONS
 from tests.avemo_core import corpus_layouts
 from tests.avemo_core.corpus_layouts import Copier, tone_wav
 from tests.pipelines.media_factory import av_file, ffmpeg, mp4

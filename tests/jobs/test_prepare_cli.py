@@ -13,7 +13,7 @@ import pytest
 
 from avemo_core.labels import EMOTIONS
 from jobs.cli import main
-from pipelines.extract import ExtractConfig, plan_extract, run_extract
+from pipelines.extract.run import ExtractConfig, plan_extract, run_extract
 from tests.avemo_core import corpus_layouts
 from tests.avemo_core.corpus_layouts import Copier
 

@@ -22,8 +22,8 @@ from avemo_core.model import ModelConfig
 from avemo_core.schema import FEATURE_COLUMNS
 from avemo_core.synth.shards import ShardSpec, write_clip_shards
 from avemo_core.training import TrainConfig
-from pipelines import datasets, registry
-from pipelines.train import RunSettings, run_training
+from pipelines.train import datasets, registry
+from pipelines.train.run import RunSettings, run_training
 from tests.services import free_port
 
 REPO = Path(__file__).resolve().parents[2]

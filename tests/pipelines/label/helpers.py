@@ -13,7 +13,7 @@ from avemo_core.checkpoint import CONDITIONS_KEY, Checkpoint, save_checkpoint
 from avemo_core.labels import CONDITION_MODALITIES, CONDITIONS, EMOTIONS
 from avemo_core.model import CrossModalTransformer, ModelConfig
 from avemo_core.schema import prob_column
-from pipelines.extract import ExtractConfig
+from pipelines.extract.run import ExtractConfig
 
 # Different per condition, so a tag decided with the wrong condition's thresholds shows.
 THRESHOLDS = {

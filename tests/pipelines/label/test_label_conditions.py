@@ -20,7 +20,7 @@ from avemo_core.synth.shards import ShardSpec, write_clip_shards
 from pipelines.label.run import LabelConfig, run_label
 from pipelines.label.store import LabelStore
 from pipelines.model_uri import CHECKPOINT_ARTIFACT
-from pipelines.registry import PYFUNC_CODE, pinned_requirements
+from pipelines.train.registry import PYFUNC_CODE, pinned_requirements
 from tests.pipelines.label.helpers import check_label_rows, write_checkpoint
 
 # The case: colearn trained and validated on audio-only data; only `a` has thresholds.

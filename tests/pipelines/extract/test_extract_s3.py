@@ -13,7 +13,7 @@ import boto3
 import numpy as np
 import pytest
 
-from pipelines.extract import (
+from pipelines.extract.run import (
     ExtractConfig,
     ExtractError,
     execute_plan,

@@ -21,14 +21,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import shutil
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyarrow.parquet as pq
 import torch
 
 from avemo_core import metrics, training
@@ -41,10 +39,13 @@ from avemo_core.model import CrossModalTransformer, ModelConfig
 from avemo_core.synth.config import SynthConfig
 from avemo_core.synth.corpus import MANIFEST_NAME, write_corpus
 from avemo_core.training import TrainConfig
-from pipelines import evaluation, tracking, train
-from pipelines.datasets import LocalBatches, inspect_shards
-from pipelines.extract import ExtractConfig, run_extract
-from pipelines.shards import SUCCESS_FILE
+from pipelines import tracking
+from pipelines.extract.compact import compact_shards
+from pipelines.extract.run import ExtractConfig, run_extract
+from pipelines.extract.shards import SUCCESS_FILE
+from pipelines.train import evaluation
+from pipelines.train import run as train
+from pipelines.train.datasets import LocalBatches, inspect_shards
 
 Log = Callable[[str], None]
 # The models the claim is about; the other variants are ablations.
@@ -382,28 +383,6 @@ def all_present_f1(shards: str) -> dict[str, float]:
         rate = torch.cat(labels).mean(dim=0)  # (E,) share of clips with each emotion
         out[condition] = float((2 * rate / (1 + rate)).mean())
     return out
-
-
-def compact_shards(source: Path, target: Path, rows_per_file: int = 256) -> Path:
-    """The same clip rows, schema and metadata in a few large Parquet files, for training.
-
-    Extraction writes at least one small file per media file; Ray Data pays per file on every
-    epoch (a footer read and a task each), which on a busy 2-core machine cost more than the
-    training itself. Rows are sorted by clip id; `_SUCCESS.json` is copied last, as the marker.
-    """
-    if (target / SUCCESS_FILE).exists():
-        return target
-    info = inspect_shards(str(source))
-    schema = pq.read_schema(info.files[0])
-    table = pq.read_table(list(info.files), schema=schema).sort_by("clip_id")
-    target.mkdir(parents=True, exist_ok=True)
-    for index, start in enumerate(range(0, table.num_rows, rows_per_file)):
-        part = target / f"part-{index:05d}.parquet"
-        staging = target / f".{part.name}.tmp"
-        pq.write_table(table.slice(start, rows_per_file), staging)
-        os.replace(staging, part)
-    shutil.copyfile(source / SUCCESS_FILE, target / SUCCESS_FILE)
-    return target
 
 
 def run_experiment(

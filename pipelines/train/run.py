@@ -45,7 +45,8 @@ from avemo_core.labels import CONDITIONS, EMOTIONS
 from avemo_core.metrics import ThresholdConfig
 from avemo_core.model import CrossModalTransformer, ModelConfig
 from avemo_core.selection import SCORE_KEY, TRAINED_CONDITIONS, Selection
-from pipelines import datasets, tracking
+from pipelines import tracking
+from pipelines.train import datasets
 
 SCORE_CONDITIONS_TAG = "avemo.score_conditions"  # MLflow run tag: conditions val_score averages
 OPTIMIZER_FILE = "optimizer.safetensors"

@@ -1,6 +1,6 @@
 """From per-seed experiment records to the results page: mean ± std tables, plot, claim checks.
 
-The experiment driver (`pipelines/experiment.py`) writes one record per trained model and seed;
+The experiment driver (`bench/common/experiment.py`) writes one record per trained model and seed;
 this module never trains anything, so the page can be rebuilt from the saved `results.json` alone
 and tests can feed it fabricated records. Every number on the page comes from the records: the
 reading of the claim is computed, never typed in.
@@ -27,7 +27,7 @@ CONDITION_NAMES: dict[str, str] = {"av": "audio+visual", "a": "audio only", "v":
 # What the claim asks of the co-learned model on single-modal input, as a share of the dedicated
 # single-modal model's F1.
 RETENTION_GOAL = 0.95
-# The conventional model scored with zeros for the missing modality (pipelines.experiment).
+# The conventional model scored with zeros for the missing modality (bench.common.experiment).
 ZERO_FILLED = "av-zerofill"
 # Marks a table row whose runs come from an earlier grid (`results["earlier"]`).
 EARLIER_MARK = " †"

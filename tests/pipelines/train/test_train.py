@@ -23,8 +23,9 @@ from avemo_core.model import ModelConfig
 from avemo_core.schema import FEATURE_COLUMNS, prob_column
 from avemo_core.synth.shards import ShardSpec, write_clip_shards
 from avemo_core.training import TrainConfig
-from pipelines import datasets, evaluation, model_uri, registry, tracking
-from pipelines.train import DIE_AT_ENV, OPTIMIZER_FILE, STATE_FILE, RunSettings, run_training
+from pipelines import model_uri, tracking
+from pipelines.train import datasets, evaluation, registry
+from pipelines.train.run import DIE_AT_ENV, OPTIMIZER_FILE, STATE_FILE, RunSettings, run_training
 
 TINY_SPEC = ShardSpec(clips=72, audio_frames=(16, 40), visual_frames=(2, 5), visual_px=64)
 

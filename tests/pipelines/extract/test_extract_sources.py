@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.sources import SourceError, list_media, read_manifest
+from pipelines.extract.sources import SourceError, list_media, read_manifest
 from pipelines.storage import storage_options_from_env
 
 

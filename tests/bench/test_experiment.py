@@ -18,8 +18,9 @@ from avemo_core.checkpoint import Checkpoint, load_checkpoint
 from avemo_core.labels import EMOTIONS
 from avemo_core.model import CrossModalTransformer, ModelConfig
 from avemo_core.synth.shards import ShardSpec, make_rows, write_clip_shards
-from pipelines import experiment, tracking
-from pipelines.datasets import LocalBatches, inspect_shards
+from bench.common import experiment
+from pipelines import tracking
+from pipelines.train.datasets import LocalBatches, inspect_shards
 from tests.avemo_core.model_batches import learnable_batch, random_batch
 
 SPEC = ShardSpec(clips=60, audio_frames=(16, 40), visual_frames=(2, 5), seed=5)

@@ -5,7 +5,7 @@ A task is a run of about `files_per_task` consecutive files of the sorted listin
 file's URI hash says (`group_tasks`): the same listing gives the same tasks, and a file added or
 removed changes only the task around it. Ray Data carries only the task records (URIs and
 segments), never frames: each task decodes its files with ffmpeg and writes its own bounded
-Parquet files and one marker (`pipelines/extract_media.py`). The driver reads the markers
+Parquet files and one marker (`pipelines/extract/media.py`). The driver reads the markers
 concurrently and sums per-task totals as they stream back, so it never holds a record per file
 beyond the failures.
 """
@@ -30,16 +30,16 @@ from avemo_core.media.decode import DecodeConfig
 from avemo_core.media.errors import ErrorRecord
 from avemo_core.media.extractor_config import ExtractorConfig
 from avemo_core.schema import CLIP_SCHEMA_VERSION, media_id_for
-from pipelines.extract_media import (
+from pipelines.extract.media import (
     ExtractTask,
     MediaTask,
     group_tasks,
     run_extract_task,
     task_totals,
 )
+from pipelines.extract.shards import ERRORS_DIR, ShardStore, marker_name, task_of_part
+from pipelines.extract.sources import list_media, read_manifest
 from pipelines.ray_session import ensure_ray
-from pipelines.shards import ERRORS_DIR, ShardStore, marker_name, task_of_part
-from pipelines.sources import list_media, read_manifest
 from pipelines.storage import storage_options_from_env
 
 MB = 1 << 20

@@ -1,7 +1,7 @@
 """Register a trained checkpoint as a new model version; move `champion` only through a gate.
 
 Every registration becomes a new version of the registered model, logged as a pyfunc model from
-code (`pipelines/pyfunc_model.py`, nothing pickled) with the checkpoint as its artifact, a
+code (`pipelines/train/pyfunc_model.py`, nothing pickled) with the checkpoint as its artifact, a
 signature and an input example, and gets the alias `candidate`. The model stands alone: it carries
 the `avemo_core` package it runs (`code_paths`; pure, Ray-free) and the exact versions of the
 packages it imports, so `mlflow.pyfunc.load_model` and `mlflow models serve` need neither this
@@ -67,7 +67,7 @@ _INTEGER_HINT = "Hint: Inferred schema contains integer column"
 def _signature(checkpoint_dir: Path, example: pd.DataFrame) -> object:
     from mlflow.models import infer_signature
 
-    from pipelines.pyfunc_model import AvemoEmotionModel
+    from pipelines.train.pyfunc_model import AvemoEmotionModel
 
     model = AvemoEmotionModel()
     model.checkpoint = load_checkpoint(checkpoint_dir)

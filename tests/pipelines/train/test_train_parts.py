@@ -20,8 +20,8 @@ from avemo_core.labels import EMOTIONS
 from avemo_core.model import CrossModalTransformer, ModelConfig
 from avemo_core.selection import TRAINED_CONDITIONS, Selection
 from avemo_core.synth.shards import ShardSpec, write_clip_shards
-from pipelines import datasets
-from pipelines.train import (
+from pipelines.train import datasets
+from pipelines.train.run import (
     _fill_missing_modality,
     _load_optimizer,
     _save_optimizer,

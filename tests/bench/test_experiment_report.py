@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipelines import experiment_report as report
+from bench.common import experiment_report as report
 
 VARIANTS = [
     {"name": "audio", "description": "audio only", "conditions": ["a"]},
@@ -218,7 +218,7 @@ def test_rows_from_an_earlier_grid_fill_missing_variants_and_are_marked() -> Non
     results = _results(current)
     results["missing"] = []
     results["earlier"] = {
-        "command": "python bench/paper_claim.py --old",
+        "command": "python -m bench.paper_claim --old",
         "commit": "0ldc0mm1t",
         "config": {"epochs": 12},
         "runs": earlier,
@@ -234,7 +234,7 @@ def test_rows_from_an_earlier_grid_fill_missing_variants_and_are_marked() -> Non
     section = text.split("### Macro-F1\n\n", 1)[1].split("\n\n", 1)[0]
     names = [line.strip("|").split("|")[0].strip() for line in section.splitlines()[2:]]
     assert names == ["audio †", "visual †", "av", "av-dropout †", "colearn", "colearn-views-only †"]
-    assert "`python bench/paper_claim.py --old` at commit `0ldc0mm1t`" in text
+    assert "`python -m bench.paper_claim --old` at commit `0ldc0mm1t`" in text
     assert "(mean pooling)" in text
     assert "| `audio` † | 0 |" in text and "| `av` | 0 |" in text
     assert "None: all 6 models x 3 seeds finished († rows: in the earlier grid)." in text

@@ -18,7 +18,8 @@ from avemo_core.model import CrossModalTransformer, ModelConfig
 from avemo_core.schema import FEATURE_COLUMNS
 from avemo_core.selection import Selection, selection_score
 from avemo_core.synth.shards import ShardSpec, write_clip_shards
-from pipelines import datasets, evaluation, registry, tracking
+from pipelines import tracking
+from pipelines.train import datasets, evaluation, registry
 
 # Tuned even on this small split, so the score follows what the model ranks (the 0.5 fallback
 # would score an untrained model's "everything present" best).

@@ -15,10 +15,10 @@ from avemo_core.schema import META_CONFIG, clip_schema, media_id_for
 from avemo_core.synth import shards as shard_factory
 from avemo_core.synth.shards import rows_by_clip
 from jobs.cli import main as cli_main
-from pipelines import datasets
-from pipelines.extract import ExtractConfig, ExtractError, run_extract
-from pipelines.extract_media import MediaTask, group_tasks
-from pipelines.shards import ShardStore, ShardWriter
+from pipelines.extract.media import MediaTask, group_tasks
+from pipelines.extract.run import ExtractConfig, ExtractError, run_extract
+from pipelines.extract.shards import ShardStore, ShardWriter
+from pipelines.train import datasets
 from tests.pipelines import media_factory as mf
 
 

@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 
 from avemo_core.labels import EMOTIONS
 from avemo_core.schema import CLIP_SCHEMA_VERSION, clip_id_for, clip_schema
-from pipelines.shards import (
+from pipelines.extract.shards import (
     ROWS_PER_GROUP,
     MediaSpool,
     ShardStore,

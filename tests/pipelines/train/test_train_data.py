@@ -12,8 +12,9 @@ from avemo_core.colearning import CoLearningConfig
 from avemo_core.model import ModelConfig
 from avemo_core.synth.shards import ShardSpec, write_clip_shards
 from avemo_core.training import TrainConfig
-from pipelines import datasets, tracking
-from pipelines.train import RunSettings, _datasets, run_training
+from pipelines import tracking
+from pipelines.train import datasets
+from pipelines.train.run import RunSettings, _datasets, run_training
 
 
 @pytest.fixture(scope="module")

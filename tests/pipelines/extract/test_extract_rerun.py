@@ -14,8 +14,8 @@ from pathlib import Path
 
 from avemo_core.synth.shards import rows_by_clip
 from bench.common.procs import processes
-from pipelines.extract import ExtractConfig, run_extract
-from pipelines.extract_media import MediaTask, group_tasks
+from pipelines.extract.media import MediaTask, group_tasks
+from pipelines.extract.run import ExtractConfig, run_extract
 from tests.pipelines import media_factory as mf
 
 FILES = 6

@@ -18,10 +18,11 @@ from avemo_core.model import ModelConfig
 from avemo_core.schema import FEATURE_COLUMNS
 from avemo_core.selection import Selection
 from avemo_core.training import TrainConfig
-from pipelines import datasets, registry, tracking
-from pipelines.evaluation import validation_score
+from pipelines import tracking
 from pipelines.ray_session import ensure_ray
-from pipelines.train import (
+from pipelines.train import datasets, registry
+from pipelines.train.evaluation import validation_score
+from pipelines.train.run import (
     RunExistsError,
     RunSettings,
     TrainOutcome,

@@ -12,8 +12,8 @@ import pytest
 
 from avemo_core.schema import META_CONFIG
 from jobs.cli import main as cli_main
-from pipelines.extract import ExtractConfig
-from pipelines.extract_media import ExtractTask, MediaTask
+from pipelines.extract.media import ExtractTask, MediaTask
+from pipelines.extract.run import ExtractConfig
 from tests.pipelines import media_factory as mf
 
 

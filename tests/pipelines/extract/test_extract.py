@@ -14,8 +14,8 @@ import pytest
 
 from avemo_core.schema import META_CONFIG, clip_schema, media_id_for
 from jobs.cli import main as cli_main
-from pipelines.extract import ExtractConfig, execute_plan, plan_extract, run_extract
-from pipelines.extract_media import MediaTask, group_tasks
+from pipelines.extract.media import MediaTask, group_tasks
+from pipelines.extract.run import ExtractConfig, execute_plan, plan_extract, run_extract
 from pipelines.storage import storage_options_from_env
 from tests.pipelines import media_factory as mf
 

@@ -7,7 +7,7 @@ marker, never an exception that would stop the job. A file that stops decoding p
 the clips before the stop (a `partial` entry, plus an error record naming the time); it is not
 retried, since its rows are already in the task's files. A rerun of a task whose marker holds
 failed files retries just those into new files of the next attempt, and commits a new marker
-that lists both. Plain Python (no Ray import): `pipelines/extract.py` maps `run_extract_task`
+that lists both. Plain Python (no Ray import): `pipelines/extract/run.py` maps `run_extract_task`
 over the tasks.
 """
 
@@ -32,7 +32,7 @@ from avemo_core.media.decode import PartialDecode
 from avemo_core.media.errors import ERROR_FIELDS, ErrorRecord, MediaError
 from avemo_core.media.extractor_config import ExtractorConfig
 from avemo_core.schema import clip_schema, media_id_for
-from pipelines.shards import (
+from pipelines.extract.shards import (
     MediaSpool,
     ShardStore,
     ShardWriter,

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from bench.common.experiment_report import METRICS
 from bench.common.provenance import REPO_ROOT
 from pipelines import tracking
-from pipelines.experiment_report import METRICS
 
 # Table rows: the six trained models and `av-zerofill` (the `av` checkpoints, zero-filled).
 VARIANTS = ["audio", "visual", "av", "av-zerofill", "av-dropout", "colearn", "colearn-views-only"]
@@ -24,7 +24,7 @@ CONDITIONS = ["av", "a", "v"]
 
 
 # Synth + extraction + six Ray Train runs: minutes even on idle cores (15+ min on a busy 2-core
-# machine), so it runs in `make test-all`; tests/pipelines/test_experiment.py keeps one real run
+# machine), so it runs in `make test-all`; tests/bench/test_experiment.py keeps one real run
 # of the grid in the default suite.
 @pytest.mark.slow
 def test_quick_run_writes_a_complete_table(tmp_path: Path) -> None:

@@ -1,0 +1,1 @@
+"""The training job and what it hands on: Ray Train, evaluation, the registry."""
