@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -47,11 +48,20 @@ def running(
             wait_http(health_url, proc)
             yield
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            _stop_group(proc)
+
+
+def _stop_group(proc: subprocess.Popen) -> None:
+    """Stop the server and every process it started (its own session): mlflow's uvicorn workers
+    outlive a terminated parent otherwise."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
 
 
 @contextlib.contextmanager
@@ -75,7 +85,9 @@ def mlflow_server(root: Path) -> Iterator[str]:
         "1",
     ]
     uri = f"http://127.0.0.1:{port}"
-    with running(cmd, f"{uri}/health", root / "server.log"):
+    # No MLflow job runners (GenAI evaluation jobs, unused here): they start a dozen processes.
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    with running(cmd, f"{uri}/health", root / "server.log", env):
         yield uri
 
 
