@@ -29,6 +29,7 @@ import torch
 from avemo_core import metrics
 from avemo_core.averaging import WeightAverage
 from avemo_core.colearning import CoLearningConfig
+from avemo_core.corpora import ravdess
 from avemo_core.data import Batch, collate
 from avemo_core.features.audio import LogMelExtractor
 from avemo_core.labels import EMOTIONS
@@ -44,15 +45,6 @@ from avemo_core.training import (
 )
 
 REPO = Path(__file__).resolve().parents[1]
-# RAVDESS emotion code -> avemo emotion; 01 neutral and 02 calm carry none.
-RAVDESS_EMOTIONS = {
-    "03": "happiness",
-    "04": "sadness",
-    "05": "anger",
-    "06": "fear",
-    "07": "disgust",
-    "08": "surprise",
-}
 VALID_HALVES = ((17, 18), (19, 20))  # cross-fitting of thresholds within the valid actors
 
 
@@ -77,10 +69,11 @@ def build_cache(corpus: Path, cache: Path) -> None:
     labels = np.zeros((len(files), len(EMOTIONS)), np.float32)
     actors = np.zeros(len(files), np.int64)
     for i, path in enumerate(files):
-        fields = path.stem.split("-")  # MM-VV-EE-II-SS-RR-AA
-        actors[i] = int(fields[6])
-        if fields[2] in RAVDESS_EMOTIONS:
-            labels[i, EMOTIONS.index(RAVDESS_EMOTIONS[fields[2]])] = 1.0
+        utterance = ravdess.parse(path)  # the corpus recipe's reading of the file name
+        if utterance is None:
+            raise SystemExit(f"{path}: not a RAVDESS file name")
+        actors[i] = int(utterance.speaker)
+        labels[i] = [float((level or 0.0) > 0.0) for level in utterance.intensities]
     lengths = np.array([len(f) for f in feats])
     cache.parent.mkdir(parents=True, exist_ok=True)
     np.savez(cache, feats=np.concatenate(feats), lengths=lengths, labels=labels, actors=actors)
