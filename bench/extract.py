@@ -108,10 +108,9 @@ def measure_extract(folder: str, warmup: str, work: str, cpus: int) -> None:
     import ray
 
     from pipelines.extract.run import ExtractConfig, run_extract
+    from pipelines.ray_session import ensure_ray
 
-    ray.init(
-        num_cpus=cpus, include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False
-    )
+    ensure_ray(None, cpus, SystemExit, logging_level=logging.WARNING, log_to_driver=False)
     ray.data.DataContext.get_current().enable_progress_bars = False
     quiet = lambda line: None  # noqa: E731
     run_extract(ExtractConfig(input_uri=warmup, output_uri=f"{work}/warm-{cpus}"), log=quiet)

@@ -36,6 +36,7 @@ def main() -> int:
     from avemo_core.synth.shards import ShardSpec, write_clip_shards
     from avemo_core.training import TrainConfig
     from pipelines import tracking
+    from pipelines.ray_session import ensure_ray
     from pipelines.train.run import RunSettings, run_training
 
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
@@ -47,7 +48,7 @@ def main() -> int:
             visual_frames=(15, 50), files=8,
         )  # fmt: skip
         write_clip_shards(root / "shards", spec)
-        ray.init(include_dashboard=False, log_to_driver=False)
+        ensure_ray(None, None, SystemExit, dashboard=True, log_to_driver=False)
         began = time.perf_counter()
         outcome = run_training(
             RunSettings(

@@ -128,13 +128,15 @@ def main() -> None:
 
     import ray
 
+    from pipelines.ray_session import ensure_ray
+
     work = Path(tempfile.mkdtemp(prefix="avemo-bench-label-"))
     runs: dict[str, dict] = {}
     try:
         print(f"bench/label: {files} synthetic files, {size} model, {args.window_s} s clips")
         write_media(work / "media", files, SynthConfig(seed=7))
         checkpoint = _checkpoint(work / "checkpoint", size, args.window_s)
-        ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
+        ensure_ray(None, os.cpu_count(), SystemExit, log_to_driver=False)
         extract = ExtractConfig(
             input_uri=str(work / "media"), output_uri=str(work / "shards"), window_s=args.window_s
         )

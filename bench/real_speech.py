@@ -29,6 +29,7 @@ from avemo_core.labels import EMOTIONS
 from avemo_core.model import ModelConfig
 from avemo_core.training import TrainConfig
 from pipelines.extract.run import ExtractConfig, run_extract
+from pipelines.ray_session import ensure_ray
 from pipelines.train import datasets
 from pipelines.train.evaluation import evaluate
 from pipelines.train.run import RunSettings, run_training
@@ -102,7 +103,6 @@ def main() -> int:
     args = parser.parse_args()
     if not args.corpus.is_dir():
         raise SystemExit(f"{args.corpus} is not a folder (see ../shared/data/README.md)")
-    import ray
 
     work = args.work.resolve()
     shards = work / "shards"
@@ -110,7 +110,7 @@ def main() -> int:
     prepared = prepare(PrepareConfig(corpus="ravdess"), args.corpus, manifest)
     counts = prepared.per_split
     print(f"manifest: {counts} (avemo prepare ravdess)")
-    ray.init(log_to_driver=False)
+    ensure_ray(None, None, SystemExit, dashboard=True, log_to_driver=False)
     began = time.perf_counter()
     if not (shards / "_SUCCESS.json").exists():
         summary = run_extract(

@@ -110,9 +110,10 @@ def first_batch(out: str) -> None:
     """(child) Seconds from listing the shards to the first streamed training batch."""
     import ray
 
+    from pipelines.ray_session import ensure_ray
     from pipelines.train import datasets
 
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ensure_ray(None, 2, SystemExit, log_to_driver=False)
     ray.data.DataContext.get_current().enable_progress_bars = False
     started = time.perf_counter()
     info = datasets.inspect_shards(out)

@@ -88,6 +88,8 @@ def main() -> None:
 
     import ray
 
+    from pipelines.ray_session import ensure_ray
+
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     with tempfile.TemporaryDirectory(prefix="avemo-bench-") as tmp:
         root = Path(tmp)
@@ -111,7 +113,7 @@ def main() -> None:
             f"{colearn_step / av_step:.2f}x (goal <= 2.0x)"
         )
 
-        ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False)
+        ensure_ray(None, 4, SystemExit, dashboard=True, log_to_driver=False)
         try:
             for workers in (1, 2):
                 rate, wall = ray_samples_per_s(info, model_config, config, workers, root)

@@ -141,6 +141,7 @@ def run_demo(config: DemoConfig, log: Callable[[str], None] = print) -> Path:
 
     from avemo_core.synth import write_media
     from jobs.demo_report import print_report
+    from pipelines.ray_session import ensure_ray
 
     work = Path(config.workdir).resolve()
     work.mkdir(parents=True, exist_ok=True)
@@ -149,7 +150,7 @@ def run_demo(config: DemoConfig, log: Callable[[str], None] = print) -> Path:
     log(f"[demo] working in {work}")
     if not ray.is_initialized():
         log(f"[demo] starting a local Ray cluster ({config.ray_cpus} logical CPUs)")
-        ray.init(num_cpus=config.ray_cpus, include_dashboard=False, log_to_driver=False)
+        ensure_ray(None, config.ray_cpus, UserError, dashboard=True, log_to_driver=False)
 
     _step(log, 1, "a labelled synthetic corpus (faces and voices with known emotions)")
     corpus = work / "corpus"

@@ -71,10 +71,15 @@ def _quiet_local_start(dashboard_port: int | None) -> None:
 
 
 def ensure_ray(
-    address: str | None, num_cpus: int | None, error: type[Exception], dashboard: bool = False
+    address: str | None,
+    num_cpus: int | None,
+    error: type[Exception],
+    dashboard: bool = False,
+    **local_options: object,
 ) -> None:
     """Init Ray once: join `address` / RAY_ADDRESS, else start a local cluster (with `dashboard`,
-    one on loopback). An unreachable cluster raises `error`."""
+    one on loopback; `local_options`: further `ray.init` settings of a local cluster, such as
+    `log_to_driver` or `object_store_memory`). An unreachable cluster raises `error`."""
     import ray
 
     if ray.is_initialized():
@@ -85,7 +90,7 @@ def ensure_ray(
     if target == "local":
         port = _free_loopback_port() if dashboard else None
         _quiet_local_start(port)
-        options = {"num_cpus": num_cpus, "include_dashboard": port is not None}
+        options = {"num_cpus": num_cpus, "include_dashboard": port is not None, **local_options}
         if port is not None:
             options.update(dashboard_host="127.0.0.1", dashboard_port=port)
     try:

@@ -43,6 +43,7 @@ from pipelines import tracking
 from pipelines.extract.compact import compact_shards
 from pipelines.extract.run import ExtractConfig, run_extract
 from pipelines.extract.shards import SUCCESS_FILE
+from pipelines.ray_session import ensure_ray
 from pipelines.train import evaluation
 from pipelines.train import run as train
 from pipelines.train.datasets import LocalBatches, inspect_shards
@@ -409,9 +410,11 @@ def run_experiment(
     uri = tracking.resolve_tracking_uri(tracking_uri or str(out / "mlflow.db"))
     if not ray.is_initialized():
         # Logical CPUs beyond the cores, so train workers and Ray Data readers fit together.
-        ray.init(
-            num_cpus=max(4, config.workers + 2),
-            include_dashboard=False,
+        ensure_ray(
+            None,
+            max(4, config.workers + 2),
+            RuntimeError,
+            dashboard=True,
             object_store_memory=1 << 30,  # batches are small; leaves room for a second driver
         )
     corpus = prepare_corpus(config, out, log)

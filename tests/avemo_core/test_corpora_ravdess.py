@@ -14,7 +14,7 @@ from avemo_core.corpora import PrepareConfig, prepare
 from avemo_core.corpora.manifest import metadata_path
 from avemo_core.labels import EMOTIONS
 from avemo_core.media.clips import parse_manifest
-from avemo_core.media.probe import probe
+from avemo_core.media.probe import probe_ffprobe
 from tests.avemo_core import corpus_layouts
 from tests.avemo_core.corpus_layouts import RAVDESS_DATA, Copier
 
@@ -122,5 +122,5 @@ def test_real_audio_video_files_with_lengths_from_their_headers(tmp_path: Path) 
     rows = _rows(tmp_path / "av.csv")
     assert Counter(name[:2] for name in rows) == {"01": 14, "02": 14}
     for name in sorted(rows)[::9]:  # a few: ffprobe is the slow path the header read avoids
-        expected = probe(str(folder / name)).duration_s
+        expected = probe_ffprobe(str(folder / name)).duration_s
         assert float(rows[name]["end_s"]) == pytest.approx(expected, abs=1e-3)
