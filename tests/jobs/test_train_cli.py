@@ -58,12 +58,16 @@ def _wait_for_first_checkpoint(run_dir: Path, proc: subprocess.Popen, timeout_s:
     raise TimeoutError("no checkpoint appeared")
 
 
+# Slow (about 100 s: four CLI processes, each starting Ray Train): the default suite covers
+# resuming from a checkpoint at worker level (pipelines/train/test_train.py) and a killed job
+# rerun (test_ray_job_submit.py); `make test-all` runs this driver-level one too.
+@pytest.mark.slow
 def test_killed_driver_resumes_into_the_same_mlflow_run(
     ray_cluster: None, mlflow_uri: str, shards: Path, tmp_path: Path
 ) -> None:
     storage = tmp_path / "runs"
     common = [
-        "train", str(shards), "--workers", "2", "--epochs", "3", "--model-size", "tiny",
+        "train", str(shards), "--workers", "2", "--epochs", "2", "--model-size", "tiny",
         "--batch-size", "8", "--run-name", "driver-dies", "--storage", str(storage),
         "--mlflow-uri", mlflow_uri, "--experiment", "test-cli", "--keep-checkpoints", "3",
     ]  # fmt: skip
@@ -84,10 +88,10 @@ def test_killed_driver_resumes_into_the_same_mlflow_run(
 
     resumed = _avemo(*common, "--resume", "--register", "test-cli-model", env=_ray_env())
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert "3 epoch(s)" in resumed.stdout
+    assert "2 epoch(s)" in resumed.stdout
     console = resumed.stdout + resumed.stderr
     assert "selection: val_score = mean validation macro-F1 over av, a, v" in console
-    assert "epoch 3/3  loss " in console  # rank 0's line for the epoch this driver trained
+    assert "epoch 2/2  loss " in console  # rank 0's line for the epoch this driver trained
     assert "gate: test-cli-model has no champion yet -> v1" in resumed.stdout
 
     client = tracking.client(mlflow_uri)
@@ -97,13 +101,13 @@ def test_killed_driver_resumes_into_the_same_mlflow_run(
     run_id = runs[0].info.run_id
     assert runs[0].info.status == "FINISHED"
     for key in ("epoch", "valid/av/f1", "val_score"):
-        assert sorted(m.step for m in client.get_metric_history(run_id, key)) == [0, 1, 2], key
+        assert sorted(m.step for m in client.get_metric_history(run_id, key)) == [0, 1], key
     # The first driver's epoch-0 checkpoint was resumed from, not trained again.
     epochs = [
         json.loads((p / "avemo.json").read_text())["metadata"]["epoch"]
         for p in (storage / "driver-dies").glob("checkpoint_2*")
     ]
-    assert epochs.count(0) == 1 and 2 in epochs
+    assert epochs.count(0) == 1 and 1 in epochs
 
     out = tmp_path / "eval.json"
     evaluated = _avemo(
