@@ -37,12 +37,16 @@ def wait_http(url: str, proc: subprocess.Popen, timeout_s: float = 240.0) -> Non
 
 @contextlib.contextmanager
 def running(
-    cmd: list[str], health_url: str, log_path: Path, env: dict[str, str] | None = None
+    cmd: list[str],
+    health_url: str,
+    log_path: Path,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
 ) -> Iterator[None]:
     """Start a server process, wait until healthy, and stop it on exit."""
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
-            cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+            cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=cwd, start_new_session=True
         )
         try:
             wait_http(health_url, proc)

@@ -8,7 +8,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -24,7 +23,7 @@ from avemo_core.synth.shards import ShardSpec, write_clip_shards
 from avemo_core.training import TrainConfig
 from pipelines.train import datasets, registry
 from pipelines.train.run import RunSettings, run_training
-from tests.services import free_port
+from tests.services import free_port, running
 
 REPO = Path(__file__).resolve().parents[2]
 NAME = "test-standalone-model"
@@ -149,20 +148,6 @@ def test_the_model_loads_where_the_project_is_not_importable(
     _assert_same(pd.read_parquet(tmp_path / "out.parquet"), _in_process(uri, mlflow_uri, rows))
 
 
-def _wait_for_ping(url: str, server: subprocess.Popen, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        assert server.poll() is None, "mlflow models serve exited"
-        try:
-            with urllib.request.urlopen(f"{url}/ping", timeout=2) as response:
-                if response.status == 200:
-                    return
-        except (urllib.error.URLError, OSError):
-            pass
-        time.sleep(1.0)
-    raise TimeoutError("mlflow models serve did not answer /ping")
-
-
 def test_mlflow_models_serve_answers_the_logged_input_example(
     registered: tuple[str, pd.DataFrame],
     mlflow_uri: str,
@@ -188,18 +173,9 @@ def test_mlflow_models_serve_answers_the_logged_input_example(
     assert "dataframe_split" in json.loads(payload)
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    log = (tmp_path / "serve.log").open("w")
-    server = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "models", "serve", "-m", uri, "--env-manager", "local"]
-        + ["-p", str(port), "-h", "127.0.0.1"],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        cwd=tmp_path,
-        env=env,
-        start_new_session=True,
-    )
-    try:
-        _wait_for_ping(url, server, timeout_s=240)  # its log: tmp_path / "serve.log"
+    serve = [sys.executable, "-m", "mlflow", "models", "serve", "-m", uri]
+    serve += ["--env-manager", "local", "-p", str(port), "-h", "127.0.0.1"]
+    with running(serve, f"{url}/ping", tmp_path / "serve.log", env, cwd=tmp_path):
         request = urllib.request.Request(
             f"{url}/invocations",
             data=payload.encode(),
@@ -207,11 +183,6 @@ def test_mlflow_models_serve_answers_the_logged_input_example(
         )
         with urllib.request.urlopen(request, timeout=120) as response:
             answer = json.loads(response.read())
-    finally:
-        if server.poll() is None:
-            os.killpg(server.pid, 15)
-        server.wait(timeout=30)
-        log.close()
     served = pd.DataFrame(answer["predictions"])
     want = _in_process(uri, mlflow_uri, example.reset_index(drop=True))
     assert "No module named" not in (tmp_path / "serve.log").read_text()
