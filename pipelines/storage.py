@@ -68,7 +68,12 @@ def arrow_filesystem(
 ) -> tuple[pafs.FileSystem, str]:
     """`filesystem(uri)` wrapped for pyarrow readers (pq.read_table, ray.data.read_parquet)."""
     fs, path = filesystem(uri, storage_options)
-    return pafs.PyFileSystem(pafs.FSSpecHandler(fs)), path
+    return as_arrow(fs), path
+
+
+def as_arrow(fs: fsspec.AbstractFileSystem) -> pafs.FileSystem:
+    """An fsspec filesystem as pyarrow readers take it."""
+    return pafs.PyFileSystem(pafs.FSSpecHandler(fs))
 
 
 def join(root: str, *parts: str) -> str:

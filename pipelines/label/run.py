@@ -33,7 +33,7 @@ from pipelines.label.labeller import MEDIA_CLIPS_COLUMN, Labeller
 from pipelines.label.store import LabelStore, ModelKey, new_run_id
 from pipelines.label.summary import summarise_media
 from pipelines.ray_session import ensure_ray
-from pipelines.storage import filesystem, storage_options_from_env
+from pipelines.storage import arrow_filesystem, filesystem, storage_options_from_env
 
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -190,7 +190,6 @@ def plan_run(
 def _shard_media_counts(root: str) -> tuple[tuple[str, ...], dict[str, int]]:
     """The shard files and the clip count of every media file in them (reads one small column)."""
     import pyarrow.parquet as pq
-    from pyarrow.fs import FSSpecHandler, PyFileSystem
 
     from pipelines.train.datasets import DataError, inspect_shards
 
@@ -198,10 +197,8 @@ def _shard_media_counts(root: str) -> tuple[tuple[str, ...], dict[str, int]]:
         info = inspect_shards(root)
     except DataError as err:
         raise LabelError(str(err)) from None
-    fs, _ = filesystem(root, storage_options_from_env())
-    table = pq.read_table(
-        list(info.files), columns=["media_id"], filesystem=PyFileSystem(FSSpecHandler(fs))
-    )
+    arrow_fs, _ = arrow_filesystem(root, storage_options_from_env())
+    table = pq.read_table(list(info.files), columns=["media_id"], filesystem=arrow_fs)
     counts = table.group_by("media_id").aggregate([("media_id", "count")])
     return info.files, dict(
         zip(counts["media_id"].to_pylist(), counts["media_id_count"].to_pylist(), strict=True)
@@ -307,7 +304,6 @@ def _inference_resources(config: LabelConfig) -> dict[str, Any]:
 def _dataset(plan: Plan, config: LabelConfig, model: PinnedModel, options: dict[str, Any]) -> Any:
     """The streaming Ray Data pipeline: clip rows (read or extracted) -> Labeller actors."""
     import ray.data
-    from pyarrow.fs import FSSpecHandler, PyFileSystem
     from ray.data.expressions import col
 
     from avemo_core.schema import FEATURE_COLUMNS, KEY_COLUMNS
@@ -315,10 +311,8 @@ def _dataset(plan: Plan, config: LabelConfig, model: PinnedModel, options: dict[
 
     checkpoint = load_checkpoint(model.checkpoint_dir)
     if plan.kind == "shards":
-        fs, _ = filesystem(config.input_uri, options)
-        dataset = ray.data.read_parquet(
-            list(plan.shard_files), filesystem=PyFileSystem(FSSpecHandler(fs))
-        )
+        arrow_fs, _ = arrow_filesystem(config.input_uri, options)
+        dataset = ray.data.read_parquet(list(plan.shard_files), filesystem=arrow_fs)
         present = set(dataset.schema().names)  # version-1 shards lack the face flags
         dataset = dataset.select_columns(
             [c for c in (*KEY_COLUMNS, *FEATURE_COLUMNS) if c in present]

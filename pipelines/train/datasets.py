@@ -16,12 +16,12 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import fsspec
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
-from pyarrow.fs import FSSpecHandler, PyFileSystem
 
 from avemo_core.labels import EMOTIONS, SPLITS
 from avemo_core.schema import META_CONFIG
-from pipelines.storage import filesystem, storage_options_from_env
+from pipelines.storage import as_arrow, filesystem, storage_options_from_env
 
 
 class DataError(ValueError):
@@ -137,7 +137,7 @@ def inspect_shards(root: str) -> ShardInfo:
     """List the shards, count rows per split and fingerprint them (reads two small columns)."""
     fs, path = _filesystem(root)
     files = _shard_files(fs, path, root)
-    pa_fs = PyFileSystem(FSSpecHandler(fs))
+    pa_fs = as_arrow(fs)
     try:
         table = pq.read_table(files, columns=["clip_id", "split"], filesystem=pa_fs)
         first = pq.read_schema(files[0], filesystem=pa_fs)
@@ -165,7 +165,7 @@ def inspect_shards(root: str) -> ShardInfo:
     )
 
 
-def _sizes(files: list[str], pa_fs: PyFileSystem, root: str) -> tuple[dict[str, int], int]:
+def _sizes(files: list[str], pa_fs: pafs.FileSystem, root: str) -> tuple[dict[str, int], int]:
     """Uncompressed bytes per column and bytes on disk, from the footers read concurrently."""
 
     def footer(path: str) -> tuple[dict[str, int], int]:
@@ -211,9 +211,7 @@ def split_dataset(
         if shuffle_seed is None
         else FileShuffleConfig(seed=shuffle_seed, reseed_after_execution=True)
     )
-    dataset = ray.data.read_parquet(
-        list(info.files), filesystem=PyFileSystem(FSSpecHandler(fs)), shuffle=shuffle
-    )
+    dataset = ray.data.read_parquet(list(info.files), filesystem=as_arrow(fs), shuffle=shuffle)
     return dataset.filter(expr=col("split") == split).select_columns(info.present(columns))
 
 
@@ -244,7 +242,7 @@ class LocalBatches:
                 list(info.files),
                 columns=info.present(batch_columns()),
                 filters=[("split", "=", split)],
-                filesystem=PyFileSystem(FSSpecHandler(fs)),
+                filesystem=as_arrow(fs),
             )
         except (OSError, ValueError) as err:
             raise DataError(f"cannot read the {split!r} split of {info.root}: {err}") from None
@@ -271,6 +269,6 @@ def sample_rows(info: ShardInfo, split: str, rows: int, columns: list[str]) -> A
         list(info.files),
         columns=info.present(columns),
         filters=[("split", "=", split)],
-        filesystem=PyFileSystem(FSSpecHandler(fs)),
+        filesystem=as_arrow(fs),
     )
     return table.slice(0, rows).to_pandas()
