@@ -40,7 +40,7 @@ class VisualFeatureConfig(FrozenConfig):
     detect_scale_step: float = 1.1  # haar: image-pyramid scale factor between passes
     detect_min_neighbors: int = 4  # haar: overlapping hits needed to accept a face
     cascade_file: str = "haarcascade_frontalface_alt2.xml"  # haar: in cv2.data.haarcascades
-    detect_every: int = 1  # sampled frames between detections; those between hold the box
+    detect_every: int = 2  # sampled frames between detections; those between hold the box
     # while a face is followed, only a square this many times its box is searched (0: the frame)
     track_search_frac: float = 2.0
     track_search_px: int = 96  # that square is shrunk to at most this side before detection
