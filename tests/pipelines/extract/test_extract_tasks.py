@@ -97,31 +97,34 @@ def test_two_large_files_run_as_two_tasks(ray_cluster: None, tmp_path: Path) -> 
 def test_a_changed_listing_redoes_its_task_and_a_setting_redoes_all(
     ray_cluster: None, tmp_path: Path
 ) -> None:
+    # 12 files, at most 4 per task: at least 3 tasks, and a file swapped in place (t05 for t05a)
+    # touches the one or two around it, whatever the temporary folder's name makes the cuts (with
+    # 8 files and the swap at the end, 1 in 25 folders put every task around the change)
     corpus, out = tmp_path / "corpus", tmp_path / "out"
     corpus.mkdir()
-    for i in range(8):
-        tone(corpus / f"t{i}.wav", 1.5)
+    for i in range(12):
+        tone(corpus / f"t{i:02d}.wav", 1.5)
     job = ExtractConfig(input_uri=str(corpus), output_uri=str(out), window_s=1.0, files_per_task=2)
     tasks = task_ids(corpus, 2)
     assert len(tasks) >= 3
     first = run_extract(job)["summary"]
-    assert (first["tasks"], first["tasks_run"], first["clips"]) == (len(tasks), len(tasks), 16)
+    assert (first["tasks"], first["tasks_run"], first["clips"]) == (len(tasks), len(tasks), 24)
 
-    (corpus / "t3.wav").unlink()
-    tone(corpus / "t9.wav", 1.5)
+    (corpus / "t05.wav").unlink()
+    tone(corpus / "t05a.wav", 1.5)
     changed = task_ids(corpus, 2)
     redone = changed - tasks
     assert len(redone) < len(changed)  # most tasks are untouched
     again = run_extract(job)["summary"]
     assert (again["tasks"], again["tasks_run"]) == (len(changed), len(redone))
-    assert again["files_extracted"] < again["files"] == 8
-    rows = rows_by_clip(out)  # files of the replaced tasks are gone: no duplicates, no t3
-    assert len(rows) == 16 and again["clips"] == 16
-    assert str(corpus / "t3.wav") not in {r["source_uri"] for r in rows.values()}
+    assert again["files_extracted"] < again["files"] == 12
+    rows = rows_by_clip(out)  # files of the replaced tasks are gone: no duplicates, no t05
+    assert len(rows) == 24 and again["clips"] == 24
+    assert str(corpus / "t05.wav") not in {r["source_uri"] for r in rows.values()}
     assert {p.stem for p in (out / "_tasks").glob("*.json")} == changed
 
     refit = run_extract(job.replace(fps=2.0))["summary"]  # in the extractor config
-    assert (refit["tasks_run"], refit["files_extracted"], refit["clips"]) == (len(changed), 8, 16)
+    assert (refit["tasks_run"], refit["files_extracted"], refit["clips"]) == (len(changed), 12, 24)
     assert rows_by_clip(out).keys() == rows.keys()
     stored = json.loads(pq.read_schema(next(out.glob("*.parquet"))).metadata[META_CONFIG])
     assert stored["visual"]["fps"] == 2.0
