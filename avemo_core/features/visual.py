@@ -15,7 +15,12 @@ import cv2
 import numpy as np
 
 from avemo_core.config import FrozenConfig, require
-from avemo_core.features.faces.detectors import FaceBox, build_detector, detector_names
+from avemo_core.features.faces.detectors import (
+    FaceBox,
+    build_detector,
+    detector_names,
+    search_near,
+)
 from avemo_core.features.faces.tracking import pick_first, track_faces
 
 
@@ -35,7 +40,10 @@ class VisualFeatureConfig(FrozenConfig):
     detect_scale_step: float = 1.1  # haar: image-pyramid scale factor between passes
     detect_min_neighbors: int = 4  # haar: overlapping hits needed to accept a face
     cascade_file: str = "haarcascade_frontalface_alt2.xml"  # haar: in cv2.data.haarcascades
-    detect_every: int = 1  # sampled frames between detections; those between hold the box
+    detect_every: int = 2  # sampled frames between detections; those between hold the box
+    # while a face is followed, only a square this many times its box is searched (0: the frame)
+    track_search_frac: float = 2.0
+    track_search_px: int = 96  # that square is shrunk to at most this side before detection
     hold_frames: int = 2  # sampled frames the followed box is held over a miss
     track_min_iou: float = 0.3  # box overlap that continues the followed face
 
@@ -66,6 +74,11 @@ class VisualFeatureConfig(FrozenConfig):
             "hold_frames must be >= detect_every - 1 (frames between detections hold the box)",
         )
         require(0.0 < self.track_min_iou <= 1.0, "track_min_iou must be in (0, 1]")
+        require(
+            self.track_search_frac == 0 or self.track_search_frac >= 1.5,
+            "track_search_frac must be 0 (search the whole frame) or >= 1.5",
+        )
+        require(self.track_search_px >= 32, "track_search_px must be >= 32")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -117,13 +130,21 @@ class FaceCropper:
         """(T, H, W[, 3]) uint8 frames of one clip -> ((T, crop_px, crop_px) uint8 crops, (T,)
         uint8 face flags: NO_FACE, DETECTED or HELD), following one face (module docstring)."""
         greys = [to_grey(frame) for frame in frames]
+        config = self.config
+
+        def near(i: int, box: FaceBox) -> list[FaceBox]:
+            return search_near(
+                self.detector, greys[i], box, config.track_search_frac, config.track_search_px
+            )
+
         boxes, flags = track_faces(
             len(greys),
             lambda i: self.detector.detect(greys[i]),
-            detect_every=self.config.detect_every,
-            hold_frames=self.config.hold_frames,
-            min_iou=self.config.track_min_iou,
-            min_score=self.config.min_face_score,
+            detect_every=config.detect_every,
+            hold_frames=config.hold_frames,
+            min_iou=config.track_min_iou,
+            min_score=config.min_face_score,
+            detect_near=near if config.track_search_frac else None,
         )
         side = self.config.crop_px
         crops = np.zeros((len(greys), side, side), dtype=np.uint8)  # (T, C, C)

@@ -17,6 +17,11 @@ pass per file; one process now does both: decode alone went from 0.63-0.76x to 0
 bare decode in wall time (0.65-0.69x to 0.71-0.76x in CPU), the rest being the probe (another
 start) and the scaling. The scaler (area, bilinear, fast_bilinear) and converting to grey before
 or after scaling differ by less than the noise; `area` stays, as it averages source pixels.
+In-process (PyAV) the same holds: of the 500 frames a 20 s file decodes, only the 100 sampled
+ones are converted and scaled (`PyAvRun._emit`), once, to the decoded size; face detection then
+shrinks only the square around the followed face (or, once per clip, the frame to 320 px).
+Profiled with faces on (CPU seconds for 2 x 20 s, load 9, with cProfile): packet decoding 1.28,
+scaling 0.23, audio resampling 0.19, face detection 0.38, features and Parquet 0.1.
 """
 
 from __future__ import annotations

@@ -321,7 +321,7 @@ class PyAvRun:
             if self._lead_samples is None:
                 self._lead_samples = max(0, round((self._start_s - begin_s) * self._rate_hz))
         for out in self._resampler.resample(frame):
-            samples = out.to_ndarray().reshape(-1)  # (1, n) packed mono -> (n,)
+            samples = np.frombuffer(out.planes[0], "<f4", out.samples)  # packed mono: (n,)
             lead = min(self._lead_samples or 0, samples.shape[0])
             samples = samples[lead:]
             self._lead_samples = (self._lead_samples or 0) - lead

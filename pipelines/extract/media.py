@@ -53,6 +53,7 @@ class MediaTask:
 
     uri: str
     segments: tuple[Segment, ...] | None  # manifest segments; None: fixed windows
+    size_bytes: int = 0  # size when listed (0: unknown); only grouping into tasks uses it
 
     @property
     def media_id(self) -> str:
@@ -108,21 +109,31 @@ class ExtractTask:
         return cls(tuple(MediaTask.from_json(u, s) for u, s in json.loads(record["files"])))
 
 
-def group_tasks(files: Sequence[MediaTask], files_per_task: int) -> list[ExtractTask]:
-    """Runs of consecutive files of the sorted listing, about `files_per_task` long (at most 2x).
+def group_tasks(
+    files: Sequence[MediaTask], files_per_task: int, task_bytes: int = 16 << 20
+) -> list[ExtractTask]:
+    """Runs of consecutive files of the sorted listing: about `files_per_task` files (at most 2x)
+    and at most about `task_bytes` bytes, so a few large files still spread over the CPUs.
 
-    A task ends after a file whose URI hash is 0 modulo `files_per_task` (or at the cap), so where
-    a task ends depends on its own files only: a file added to or gone from the corpus changes
-    the one task around it, not every task after it as fixed-size runs would.
+    A task ends after a file whose URI hash is 0 modulo `files_per_task`, after a file of at least
+    `task_bytes` (a task of its own), before a file that would take it past `task_bytes`, or at
+    the cap. Each cut depends only on the files' own URIs and sizes: a file added to or gone from
+    the corpus changes the tasks between the cuts around it, not every task after it as
+    fixed-size runs would.
     """
     tasks: list[ExtractTask] = []
     current: list[MediaTask] = []
+    current_bytes = 0
     for media in files:
-        current.append(media)
-        boundary = int(hashlib.sha256(media.uri.encode()).hexdigest()[:12], 16) % files_per_task
-        if boundary == 0 or len(current) >= 2 * files_per_task:
+        if current and current_bytes + media.size_bytes > task_bytes:
             tasks.append(ExtractTask(tuple(current)))
-            current = []
+            current, current_bytes = [], 0
+        current.append(media)
+        current_bytes += media.size_bytes
+        boundary = int(hashlib.sha256(media.uri.encode()).hexdigest()[:12], 16) % files_per_task
+        if boundary == 0 or media.size_bytes >= task_bytes or len(current) >= 2 * files_per_task:
+            tasks.append(ExtractTask(tuple(current)))
+            current, current_bytes = [], 0
     if current:
         tasks.append(ExtractTask(tuple(current)))
     return tasks

@@ -1,13 +1,14 @@
 """The extraction job: list media, group them into tasks, skip the tasks a previous run finished,
 run one Ray Data row per remaining task, and write `_SUCCESS.json` with counts, config and timing.
 
-A task is a run of about `files_per_task` consecutive files of the sorted listing, cut where a
-file's URI hash says (`group_tasks`): the same listing gives the same tasks, and a file added or
-removed changes only the task around it. Ray Data carries only the task records (URIs and
-segments), never frames: each task decodes its files with ffmpeg and writes its own bounded
-Parquet files and one marker (`pipelines/extract/media.py`). The driver reads the markers
-concurrently and sums per-task totals as they stream back, so it never holds a record per file
-beyond the failures.
+A task is a run of about `files_per_task` consecutive files of the sorted listing and at most
+about `task_mb` megabytes, cut where a file's URI hash and size say (`group_tasks`): the same
+listing gives the same tasks, a file added or removed changes only the tasks around it, and a
+corpus of a few large files still forms one task per file. Ray Data carries only the task
+records (URIs and segments), never frames: each task decodes its files with ffmpeg and writes
+its own bounded Parquet files and one marker (`pipelines/extract/media.py`). The driver reads the
+markers concurrently and sums per-task totals as they stream back, so it never holds a record
+per file beyond the failures.
 """
 
 from __future__ import annotations
@@ -63,6 +64,7 @@ class ExtractConfig(FrozenConfig):
     min_active_ratio: float = 0.02  # a clip whose audio is active less than this has no audio
     window_s: float = 10.0  # fixed-window length without a manifest
     files_per_task: int = 16  # media files per task, about (one marker: the unit a rerun redoes)
+    task_mb: int = 16  # a task's files add up to about this at most; a larger file is a task alone
     rows_per_shard: int = 4096  # clip rows per Parquet file at most (files span a task's media)
     max_shard_mb: int = 256  # Parquet file size at which a task rolls over to its next file
     decode_threads: int = 1  # ffmpeg threads per process (each task holds one CPU)
@@ -83,6 +85,7 @@ class ExtractConfig(FrozenConfig):
         require(self.silence_dbfs < 0, "silence_dbfs must be < 0 (dB below full scale)")
         require(0.0 <= self.min_active_ratio <= 1.0, "min_active_ratio must be in [0, 1]")
         require(self.files_per_task >= 1, "files_per_task must be >= 1")
+        require(self.task_mb >= 1, "task_mb must be >= 1")
         require(self.rows_per_shard >= 1, "rows_per_shard must be >= 1")
         require(self.max_shard_mb >= 1, "max_shard_mb must be >= 1")
         require(self.decode_threads >= 0, "decode_threads must be >= 0")
@@ -125,18 +128,20 @@ def plan_extract(config: ExtractConfig, storage_options: dict[str, Any]) -> Extr
     if config.manifest_uri is None:
         if not media:
             raise ExtractError(f"no media files found under {config.input_uri}")
-        return ExtractPlan([MediaTask(m.uri, None) for m in media], [], 0)
+        return ExtractPlan([MediaTask(m.uri, None, m.size_bytes) for m in media], [], 0)
     by_uri: dict[str, list[Segment]] = {}
     for segment in read_manifest(config.manifest_uri, storage_options):
         by_uri.setdefault(segment.uri, []).append(segment)
-    listed = {m.uri for m in media}
+    listed = {m.uri: m.size_bytes for m in media}
     files = [
-        MediaTask(uri, tuple(segments)) for uri, segments in sorted(by_uri.items()) if uri in listed
+        MediaTask(uri, tuple(segments), listed[uri])
+        for uri, segments in sorted(by_uri.items())
+        if uri in listed
     ]
     missing = sorted(uri for uri in by_uri if uri not in listed)
     if not files and not missing:
         raise ExtractError(f"the manifest {config.manifest_uri} lists no segments")
-    return ExtractPlan(files, missing, len(listed - set(by_uri)))
+    return ExtractPlan(files, missing, len(listed.keys() - by_uri.keys()))
 
 
 @dataclasses.dataclass
@@ -184,10 +189,18 @@ def task_state(
 
 
 def _run_tasks(records: list[dict[str, str]], setup_json: str) -> Iterator[dict[str, Any]]:
-    """One Ray Data row per task, streamed back as each finishes (only its totals travel)."""
+    """One Ray Data row per task, streamed back as each finishes (only its totals travel).
+
+    Ray Data's per-operator resource reservation (on by default in 2.60) runs one task until the
+    first finishes, then the rest (measured: 4 rows on 4 CPUs started at 0.1, 1.1, 1.1, 2.4 s
+    for 1 s tasks): with tasks of many seconds that leaves all but one CPU idle for the first
+    task's length. The rows here are a few task totals, nothing to budget memory for, so this
+    dataset runs without it (every row starts at once); other Ray Data users keep the default.
+    """
     import ray
 
     dataset = ray.data.from_items(records, override_num_blocks=len(records))
+    dataset.context.op_resource_reservation_enabled = False
     dataset = dataset.map(run_extract_task, fn_kwargs={"setup_json": setup_json}, num_cpus=1)
     yield from dataset.iter_rows()
 
@@ -219,7 +232,7 @@ def execute_plan(
             f"{config.output_uri} holds clip shards of the per-file layout (_done/): they still "
             "read for training and labelling, but extract into a new folder to add to them"
         )
-    tasks = group_tasks(plan.files, config.files_per_task)
+    tasks = group_tasks(plan.files, config.files_per_task, config.task_mb * MB)
     state = task_state(tasks, extractor_config, store)
     if state.stale:
         log(f"extract: removing {len(state.stale)} files of tasks no longer in the listing")

