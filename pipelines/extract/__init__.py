@@ -1,1 +1,1 @@
-"""The extraction job: media in, clip shards out (Ray Data)."""
+"""The extraction job: media in, clip shards out (Ray tasks)."""

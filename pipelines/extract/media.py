@@ -1,14 +1,14 @@
-"""One extraction task (a group of media files) to clip shards, as one Ray Data row: for each file
+"""One extraction task (a group of media files) to clip shards, as one Ray task: for each file
 fetch, probe, decode, features; the task's rows go into bounded Parquet files and one marker.
 
-A file's rows are spooled locally until the file has succeeded, so a file that fails half-way
-leaves no rows behind; its failure becomes an `_errors/` record and a `failed` entry in the task's
-marker, never an exception that would stop the job. A file that stops decoding part-way keeps
-the clips before the stop (a `partial` entry, plus an error record naming the time); it is not
-retried, since its rows are already in the task's files. A rerun of a task whose marker holds
-failed files retries just those into new files of the next attempt, and commits a new marker
-that lists both. Plain Python (no Ray import): `pipelines/extract/run.py` maps `run_extract_task`
-over the tasks.
+A file's rows are spooled (in memory; on local disk past a size) until the file has succeeded, so a
+file that fails half-way leaves no rows behind; its failure becomes an `_errors/` record and a
+`failed` entry in the task's marker, never an exception that would stop the job. A file that stops
+decoding part-way keeps the clips before the stop (a `partial` entry, plus an error record naming
+the time); it is not retried, since its rows are already in the task's files. A rerun of a task
+whose marker holds failed files retries just those into new files of the next attempt, and commits
+a new marker that lists both. Plain Python (no Ray import): `pipelines/extract/run.py` runs
+`run_extract_task` as one Ray task per extraction task.
 """
 
 from __future__ import annotations
@@ -94,7 +94,7 @@ class ExtractTask:
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
     def to_record(self, fingerprint: str, leftovers: Sequence[str] = ()) -> dict[str, str]:
-        """The flat record that travels through Ray Data (strings only)."""
+        """The flat record that travels to the Ray task (strings only)."""
         files = [[f.uri, f.segments_json()] for f in self.files]
         return {
             "task_id": self.task_id,
@@ -156,7 +156,7 @@ class ShardLimits:
 
 
 def run_extract_task(record: dict[str, Any], setup_json: str) -> dict[str, Any]:
-    """Ray Data row UDF: a task record in, the task's totals out (its marker holds the rest)."""
+    """The Ray task: a task record in, the task's totals out (its marker holds the rest)."""
     extractor, store, schema = worker_state(setup_json)
     setup = json.loads(setup_json)
     marker = extract_task(
