@@ -342,37 +342,41 @@ class MediaSpool:
     """One media file's rows, held until the file has succeeded: a file that fails half-way
     leaves nothing in the task's shards.
 
-    A short file's rows stay in memory (most files: one or a few clips); past `memory_bytes`
-    they spill into a local temporary Parquet file, so memory holds one row group plus that.
+    A short file's rows stay in memory as they came (most files: one or a few clips) and go to
+    the writer as rows, so many files share one conversion to Arrow; past `memory_bytes` they
+    spill into a local temporary Parquet file, so memory holds one row group plus that.
     """
 
     def __init__(self, schema: pa.Schema, memory_bytes: int = SPOOL_MEMORY_BYTES) -> None:
         self.schema = schema
         self.memory_bytes = memory_bytes
         self.path: str | None = None  # the spill file, once there is one
-        self._rows = RowGroups(schema)
-        self._held: list[pa.Table] = []
+        self._held: list[dict[str, Any]] = []
         self._held_bytes = 0
+        self._rows = RowGroups(schema)
         self._writer: pq.ParquetWriter | None = None
 
     def add(self, row: dict[str, Any]) -> None:
-        table = self._rows.add(row)
-        if table is not None:
-            self._keep(table)
+        size = _row_bytes(row)
+        if self._writer is None and self._held_bytes + size <= self.memory_bytes:
+            self._held.append(row)
+            self._held_bytes += size
+            return
+        if self._writer is None:
+            self._spill()
+        self._write(self._rows.add(row))
 
     def drain_into(self, writer: ShardWriter) -> None:
-        """Move every spooled row into `writer`, in order, one row group at a time."""
-        table = self._rows.flush()
-        if table is not None:
-            self._keep(table)
+        """Move every spooled row into `writer`, in order."""
         if self._writer is not None and self.path is not None:
+            self._write(self._rows.flush())
             self._writer.close()
             self._writer = None
             source = pq.ParquetFile(self.path)
             for group in range(source.num_row_groups):
                 writer.add_table(source.read_row_group(group))
-        for held in self._held:  # after a spill nothing is held: the file has it all
-            writer.add_table(held)
+        for row in self._held:  # after a spill nothing is held: the file has it all
+            writer.add(row)
         self._held, self._held_bytes = [], 0
 
     def close(self) -> None:
@@ -385,15 +389,15 @@ class MediaSpool:
                 os.remove(self.path)
         self._held, self._held_bytes = [], 0
 
-    def _keep(self, table: pa.Table) -> None:
-        if self._writer is None and self._held_bytes + table.nbytes <= self.memory_bytes:
-            self._held.append(table)
-            self._held_bytes += table.nbytes
-            return
-        if self._writer is None:
-            handle, self.path = tempfile.mkstemp(prefix="avemo-spool-", suffix=".parquet")
-            os.close(handle)
-            self._writer = pq.ParquetWriter(self.path, self.schema)
-        for held in [*self._held, table]:
-            self._writer.write_table(held)
-        self._held, self._held_bytes = [], 0
+    def _spill(self) -> None:
+        """Open the spill file and move the rows held so far into it."""
+        handle, self.path = tempfile.mkstemp(prefix="avemo-spool-", suffix=".parquet")
+        os.close(handle)
+        self._writer = pq.ParquetWriter(self.path, self.schema)
+        held, self._held, self._held_bytes = self._held, [], 0
+        for row in held:
+            self._write(self._rows.add(row))
+
+    def _write(self, table: pa.Table | None) -> None:
+        if table is not None and self._writer is not None:
+            self._writer.write_table(table)
