@@ -1,4 +1,4 @@
-"""Extract clip features from media files into Parquet clip shards (Ray Data + ffmpeg).
+"""Extract clip features from media files into Parquet clip shards (Ray Data + PyAV/ffmpeg).
 
     avemo extract INPUT OUT [--manifest CSV] [--fps F] [--window-s W] [--ray-address A]
                   [--files-per-task N] [--task-mb MB] [--rows-per-shard N] [--max-shard-mb MB]

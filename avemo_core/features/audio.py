@@ -109,8 +109,12 @@ class LogMelExtractor:
         frames = frames[:num_frames]  # (T, W)
         step = self.config.chunk_frames
         for start in range(0, num_frames, step):
-            chunk = frames[start : start + step] * self._window  # (t, W)
-            spectrum = np.fft.rfft(chunk, n=self.config.fft_size, axis=1)  # (t, F) complex64
+            chunk = frames[start : start + step]  # (t, W)
+            # windowed frames written into a zero-padded (t, fft_size) buffer: the same values as
+            # rfft(..., n=fft_size), without numpy padding a copy (a third of the feature time)
+            padded = np.zeros((chunk.shape[0], self.config.fft_size), np.float32)  # (t, N)
+            np.multiply(chunk, self._window, out=padded[:, : self._window_len])
+            spectrum = np.fft.rfft(padded, axis=1)  # (t, F) complex64
             power = spectrum.real**2 + spectrum.imag**2  # (t, F)
             mel = power @ self._filterbank  # (t, M)
             out[start : start + step] = np.log(np.maximum(mel, self._log_floor))

@@ -1,14 +1,14 @@
 """One extraction task (a group of media files) to clip shards, as one Ray Data row: for each file
 fetch, probe, decode, features; the task's rows go into bounded Parquet files and one marker.
 
-A file's rows are spooled locally until the file has succeeded, so a file that fails half-way
-leaves no rows behind; its failure becomes an `_errors/` record and a `failed` entry in the task's
-marker, never an exception that would stop the job. A file that stops decoding part-way keeps
-the clips before the stop (a `partial` entry, plus an error record naming the time); it is not
-retried, since its rows are already in the task's files. A rerun of a task whose marker holds
-failed files retries just those into new files of the next attempt, and commits a new marker
-that lists both. Plain Python (no Ray import): `pipelines/extract/run.py` maps `run_extract_task`
-over the tasks.
+A file's rows are spooled (in memory; on local disk past a size) until the file has succeeded, so a
+file that fails half-way leaves no rows behind; its failure becomes an `_errors/` record and a
+`failed` entry in the task's marker, never an exception that would stop the job. A file that stops
+decoding part-way keeps the clips before the stop (a `partial` entry, plus an error record naming
+the time); it is not retried, since its rows are already in the task's files. A rerun of a task
+whose marker holds failed files retries just those into new files of the next attempt, and commits
+a new marker that lists both. Plain Python (no Ray import): `pipelines/extract/run.py` maps
+`run_extract_task` over the task records with Ray Data.
 """
 
 from __future__ import annotations

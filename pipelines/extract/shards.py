@@ -41,7 +41,13 @@ LEGACY_DONE_DIR = "_done"  # per-media done markers of the layout before tasks
 PART_PREFIX = "part-"
 _TMP_MARK = ".tmp-"
 _TASK_PART = re.compile(r"part-(?P<task>[0-9a-f]{20})-\d{2,}-\d{5,}\.parquet")
-ROWS_PER_GROUP = 8  # rows per Parquet row group: what a writer holds in memory at most
+# A Parquet row group ends at ROWS_PER_GROUP rows or GROUP_BYTES of row data, whichever comes
+# first: what a writer holds in memory at most. Bytes decide for media clips (a 10 s video clip
+# is about 0.4 MB: 10 rows), rows for short utterances (a 3.5 s audio clip is 56 KB: 75 rows).
+ROWS_PER_GROUP = 256
+GROUP_BYTES = 4 << 20
+_ROW_BASE_BYTES = 512  # a row's columns besides its blobs (ids, URI, times, labels), about
+SPOOL_MEMORY_BYTES = 32 << 20  # a media file's rows held in memory before they spill to disk
 READ_THREADS = 16  # concurrent small-file reads (markers): S3 latency, not bandwidth, bounds them
 # Columns worth dictionary-encoding; the feature blobs never repeat.
 _DICTIONARY_COLUMNS = ["media_id", "source_uri", "split"]
@@ -108,8 +114,12 @@ class ShardStore:
             raise
         self.commit(temp, relative)
 
-    def write_json(self, relative: str, value: Any) -> None:
-        self.write_bytes(relative, json.dumps(value, indent=2, sort_keys=True).encode())
+    def write_json(self, relative: str, value: Any, indent: int | None = 2) -> None:
+        """`indent=None`: compact, for files only programs read (json's C encoder; an indented
+        dump runs its pure-Python one, about 0.5 ms per media file of a marker)."""
+        separators = None if indent else (",", ":")
+        text = json.dumps(value, indent=indent, sort_keys=True, separators=separators)
+        self.write_bytes(relative, text.encode())
 
     def read_json(self, relative: str) -> Any | None:
         try:
@@ -153,7 +163,7 @@ class ShardStore:
         return any(n.endswith(".json") for n in self.list_names(LEGACY_DONE_DIR))
 
     def write_task_marker(self, task_id: str, marker: dict[str, Any]) -> None:
-        self.write_json(marker_name(task_id), marker)
+        self.write_json(marker_name(task_id), marker, indent=None)
 
     def write_error(self, media_id: str, record: dict[str, Any]) -> None:
         self.write_json(f"{ERRORS_DIR}/{media_id}.json", record)
@@ -189,8 +199,10 @@ class ShardWriter:
     """Streams clip rows into Parquet files of at most `rows_per_shard` rows and about
     `max_shard_bytes` bytes (a file rolls once either is reached).
 
-    Rows go to a temporary Parquet file one row group at a time, so memory holds one row group,
-    and each file is committed (renamed or uploaded) only once it is complete.
+    Rows go to a temporary Parquet file one row group at a time (`ROWS_PER_GROUP` rows or
+    `GROUP_BYTES`, whichever comes first), so memory holds one row group, and each file is
+    committed (renamed or uploaded) only once it is complete. Rows arrive one by one (`add`) or
+    as Arrow tables (`add_table`, a spooled media file): tables are never turned back into rows.
     """
 
     def __init__(
@@ -208,25 +220,31 @@ class ShardWriter:
         self.max_shard_bytes = max_shard_bytes
         self.parts: list[str] = []
         self.bytes_written = 0
-        self._pending: list[dict[str, Any]] = []
+        self._rows = RowGroups(schema)
+        self._pending: list[pa.Table] = []  # the next row group, in order
+        self._pending_rows = 0
+        self._pending_bytes = 0
         self._part_rows = 0
         self._writer: pq.ParquetWriter | None = None
         self._temp: str | None = None
 
     def add(self, row: dict[str, Any]) -> None:
-        self._pending.append(row)
-        if self._part_rows + len(self._pending) >= self.rows_per_shard:
-            self._commit_part()
-        elif len(self._pending) >= ROWS_PER_GROUP:
-            self._write_group()
+        table = self._rows.add(row)
+        if table is None and self._part_rows + self._pending_rows + self._rows.held >= (
+            self.rows_per_shard
+        ):
+            table = self._rows.flush()  # the file is full: commit it now, not a group later
+        if table is not None:
+            self._append(table)
 
     def add_table(self, table: pa.Table) -> None:
-        """Append rows already in Arrow form (a spooled media file), row group by row group."""
-        for row in table.to_pylist():
-            self.add(row)
+        """Append rows already in Arrow form, after the rows added before them."""
+        self._flush_rows()
+        self._append(table)
 
     def close(self) -> list[str]:
         """Commit what is left; returns the names of the files written."""
+        self._flush_rows()
         self._commit_part()
         return list(self.parts)
 
@@ -238,6 +256,23 @@ class ShardWriter:
             os.remove(self._temp)
         self._writer = self._temp = None
 
+    def _flush_rows(self) -> None:
+        table = self._rows.flush()
+        if table is not None:
+            self._append(table)
+
+    def _append(self, table: pa.Table) -> None:
+        while table.num_rows:
+            room = self.rows_per_shard - self._part_rows - self._pending_rows
+            head, table = table.slice(0, room), table.slice(room)
+            self._pending.append(head)
+            self._pending_rows += head.num_rows
+            self._pending_bytes += head.nbytes
+            if self._part_rows + self._pending_rows >= self.rows_per_shard:
+                self._commit_part()
+            elif self._pending_rows >= ROWS_PER_GROUP or self._pending_bytes >= GROUP_BYTES:
+                self._write_group()
+
     def _write_group(self) -> None:
         if not self._pending:
             return
@@ -246,9 +281,10 @@ class ShardWriter:
             self._writer = pq.ParquetWriter(
                 self._temp, self.schema, compression="zstd", use_dictionary=_DICTIONARY_COLUMNS
             )
-        self._writer.write_table(pa.Table.from_pylist(self._pending, schema=self.schema))
-        self._part_rows += len(self._pending)
-        self._pending = []
+        group = pa.concat_tables(self._pending)
+        self._writer.write_table(group, row_group_size=ROWS_PER_GROUP)
+        self._part_rows += group.num_rows
+        self._pending, self._pending_rows, self._pending_bytes = [], 0, 0
         limit = self.max_shard_bytes
         if limit is not None and self._temp is not None and os.path.getsize(self._temp) >= limit:
             self._commit_part()
@@ -266,42 +302,102 @@ class ShardWriter:
         self._part_rows = 0
 
 
-class MediaSpool:
-    """One media file's rows in a local temporary Parquet file until the file has succeeded:
-    a file that fails half-way leaves nothing in the task's shards, and memory holds one row group.
-    """
+def _row_bytes(row: Mapping[str, Any]) -> int:
+    """About what a row takes in Arrow: its blobs plus a fixed allowance for the small columns."""
+    return _ROW_BASE_BYTES + sum(len(v) for v in row.values() if isinstance(v, bytes))
+
+
+class RowGroups:
+    """Rows gathered into Arrow tables of one row group each (`ROWS_PER_GROUP` rows or
+    `GROUP_BYTES`): one conversion per group, not per row."""
 
     def __init__(self, schema: pa.Schema) -> None:
         self.schema = schema
-        handle, self.path = tempfile.mkstemp(prefix="avemo-spool-", suffix=".parquet")
-        os.close(handle)
-        self._writer: pq.ParquetWriter | None = pq.ParquetWriter(self.path, schema)
-        self._pending: list[dict[str, Any]] = []
+        self._rows: list[dict[str, Any]] = []
+        self._bytes = 0
+
+    @property
+    def held(self) -> int:
+        """Rows added and not yet handed out as a table."""
+        return len(self._rows)
+
+    def add(self, row: dict[str, Any]) -> pa.Table | None:
+        """Hold the row; the group as a table once it is full, else None."""
+        self._rows.append(row)
+        self._bytes += _row_bytes(row)
+        if len(self._rows) >= ROWS_PER_GROUP or self._bytes >= GROUP_BYTES:
+            return self.flush()
+        return None
+
+    def flush(self) -> pa.Table | None:
+        """The rows held so far as a table (None when there are none)."""
+        if not self._rows:
+            return None
+        table = pa.Table.from_pylist(self._rows, schema=self.schema)
+        self._rows, self._bytes = [], 0
+        return table
+
+
+class MediaSpool:
+    """One media file's rows, held until the file has succeeded: a file that fails half-way
+    leaves nothing in the task's shards.
+
+    A short file's rows stay in memory as they came (most files: one or a few clips) and go to
+    the writer as rows, so many files share one conversion to Arrow; past `memory_bytes` they
+    spill into a local temporary Parquet file, so memory holds one row group plus that.
+    """
+
+    def __init__(self, schema: pa.Schema, memory_bytes: int = SPOOL_MEMORY_BYTES) -> None:
+        self.schema = schema
+        self.memory_bytes = memory_bytes
+        self.path: str | None = None  # the spill file, once there is one
+        self._held: list[dict[str, Any]] = []
+        self._held_bytes = 0
+        self._rows = RowGroups(schema)
+        self._writer: pq.ParquetWriter | None = None
 
     def add(self, row: dict[str, Any]) -> None:
-        self._pending.append(row)
-        if len(self._pending) >= ROWS_PER_GROUP:
-            self._flush()
+        size = _row_bytes(row)
+        if self._writer is None and self._held_bytes + size <= self.memory_bytes:
+            self._held.append(row)
+            self._held_bytes += size
+            return
+        if self._writer is None:
+            self._spill()
+        self._write(self._rows.add(row))
 
     def drain_into(self, writer: ShardWriter) -> None:
-        """Move every spooled row into `writer`, one row group at a time."""
-        self._flush()
-        if self._writer is not None:
+        """Move every spooled row into `writer`, in order."""
+        if self._writer is not None and self.path is not None:
+            self._write(self._rows.flush())
             self._writer.close()
             self._writer = None
-        source = pq.ParquetFile(self.path)
-        for group in range(source.num_row_groups):
-            writer.add_table(source.read_row_group(group))
+            source = pq.ParquetFile(self.path)
+            for group in range(source.num_row_groups):
+                writer.add_table(source.read_row_group(group))
+        for row in self._held:  # after a spill nothing is held: the file has it all
+            writer.add(row)
+        self._held, self._held_bytes = [], 0
 
     def close(self) -> None:
-        """Remove the spool file (always called, success or not)."""
+        """Drop the rows and the spill file (always called, success or not)."""
         if self._writer is not None:
             self._writer.close()
             self._writer = None
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(self.path)
+        if self.path is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(self.path)
+        self._held, self._held_bytes = [], 0
 
-    def _flush(self) -> None:
-        if self._pending and self._writer is not None:
-            self._writer.write_table(pa.Table.from_pylist(self._pending, schema=self.schema))
-            self._pending = []
+    def _spill(self) -> None:
+        """Open the spill file and move the rows held so far into it."""
+        handle, self.path = tempfile.mkstemp(prefix="avemo-spool-", suffix=".parquet")
+        os.close(handle)
+        self._writer = pq.ParquetWriter(self.path, self.schema)
+        held, self._held, self._held_bytes = self._held, [], 0
+        for row in held:
+            self._write(self._rows.add(row))
+
+    def _write(self, table: pa.Table | None) -> None:
+        if table is not None and self._writer is not None:
+            self._writer.write_table(table)

@@ -211,7 +211,18 @@ def split_dataset(
         if shuffle_seed is None
         else FileShuffleConfig(seed=shuffle_seed, reseed_after_execution=True)
     )
-    dataset = ray.data.read_parquet(list(info.files), filesystem=as_arrow(fs), shuffle=shuffle)
+    # Ray Data's file-based Parquet reader (its "V1" datasource), not the default footer-indexed
+    # one: that starts 32 footer-reading actors per read and bin-packs small files into 128 MiB
+    # read units, so the first batch waited for every footer and for one task to read every
+    # file (16-30 s for 147 files on a loaded 2-CPU machine, growing with the file count). This
+    # one takes the file list as given and reads about one file per task (4-7 s for 14 to 1,415
+    # files, bench/scale.py).
+    context = ray.data.DataContext.get_current()
+    default_reader, context.use_datasource_v2 = context.use_datasource_v2, False
+    try:
+        dataset = ray.data.read_parquet(list(info.files), filesystem=as_arrow(fs), shuffle=shuffle)
+    finally:
+        context.use_datasource_v2 = default_reader
     return dataset.filter(expr=col("split") == split).select_columns(info.present(columns))
 
 

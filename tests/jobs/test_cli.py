@@ -45,3 +45,16 @@ def test_user_error_is_one_line_without_traceback() -> None:
     assert "Traceback" not in result.stderr
     error_lines = [line for line in result.stderr.splitlines() if "error" in line.lower()]
     assert error_lines, result.stderr
+
+
+def test_a_command_loads_only_its_own_module() -> None:
+    # `avemo extract` must not pay for torch (train's import) before it starts: seconds of CPU.
+    code = (
+        "import sys\nfrom jobs.cli import main\ntry:\n    main(['extract', '--help'])\n"
+        "except SystemExit as err:\n    assert err.code == 0\n"
+        "print('torch' in sys.modules, 'jobs.train' in sys.modules, 'jobs.extract' in sys.modules)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert result.stdout.split()[-3:] == ["False", "False", "True"]

@@ -1,6 +1,6 @@
 """A job killed half-way (the whole process group, Ray included) and rerun ends with exactly the
 rows of an uninterrupted run: no duplicates, no half-written shard, nothing lost. Tasks of two
-files each, about: the kill lands after the first task's marker."""
+files each, about: the kill lands right after the first task's marker."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from pipelines.extract.media import MediaTask, group_tasks
 from pipelines.extract.run import ExtractConfig, run_extract
 from tests.pipelines import media_factory as mf
 
-FILES = 6
+FILES = 16  # about 8 tasks: the kill after the first marker lands before the last
 FILES_PER_TASK = 2
 
 

@@ -10,6 +10,7 @@ import pyarrow.parquet as pq
 from avemo_core.labels import EMOTIONS
 from avemo_core.schema import CLIP_SCHEMA_VERSION, clip_id_for, clip_schema
 from pipelines.extract.shards import (
+    GROUP_BYTES,
     ROWS_PER_GROUP,
     MediaSpool,
     ShardStore,
@@ -56,7 +57,7 @@ def test_rows_per_shard_and_row_groups(tmp_path: Path) -> None:
 def test_abort_leaves_no_partial_shard(tmp_path: Path) -> None:
     store = ShardStore(str(tmp_path))
     store.prepare()
-    writer = ShardWriter(store, "m", clip_schema(), rows_per_shard=100)
+    writer = ShardWriter(store, "m", clip_schema(), rows_per_shard=10 * ROWS_PER_GROUP)
     for i in range(ROWS_PER_GROUP * 2):
         writer.add(row(i))
     assert len(list(tmp_path.glob(".*.tmp-*"))) == 1  # row groups go to a hidden temp file
@@ -93,15 +94,58 @@ def test_files_roll_at_the_byte_limit(tmp_path: Path) -> None:
 def test_spool_moves_rows_only_when_drained(tmp_path: Path) -> None:
     store = ShardStore(str(tmp_path))
     store.prepare()
-    writer = ShardWriter(store, task_prefix("t", 0), clip_schema(), rows_per_shard=100)
+    writer = ShardWriter(store, task_prefix("t", 0), clip_schema(), rows_per_shard=1000)
     kept, dropped = MediaSpool(clip_schema()), MediaSpool(clip_schema())
     for i in range(ROWS_PER_GROUP + 3):
         kept.add(row(i))
         dropped.add(row(100 + i))
     dropped.close()  # a file that failed: its rows never reach the writer
+    assert kept.path is None  # a short file's rows stay in memory
     kept.drain_into(writer)
     kept.close()
     names = writer.close()
     starts = pq.read_table(tmp_path / names[0]).column("start_s").to_pylist()
     assert starts == [float(i) for i in range(ROWS_PER_GROUP + 3)]
-    assert not Path(kept.path).exists() and not Path(dropped.path).exists()
+
+
+def test_spool_spills_past_its_memory_budget(tmp_path: Path) -> None:
+    store = ShardStore(str(tmp_path))
+    store.prepare()
+    writer = ShardWriter(store, task_prefix(TASK, 0), clip_schema(), rows_per_shard=7)
+    kept, dropped = MediaSpool(clip_schema(), memory_bytes=1), MediaSpool(clip_schema(), 1)
+    for i in range(2 * ROWS_PER_GROUP + 5):
+        kept.add(row(i))
+        dropped.add(row(i))
+    assert kept.path is not None and Path(kept.path).exists()  # spilled to disk
+    spills = [kept.path, dropped.path]
+    dropped.close()
+    kept.drain_into(writer)
+    kept.close()
+    names = writer.close()
+    tables = [pq.read_table(tmp_path / n) for n in names]
+    assert [t.num_rows for t in tables[:-1]] == [7] * (len(names) - 1)  # the row cap holds
+    starts = [s for t in tables for s in t.column("start_s").to_pylist()]
+    assert starts == [float(i) for i in range(2 * ROWS_PER_GROUP + 5)]  # all rows, in order
+    assert not any(Path(p).exists() for p in spills if p)
+
+
+def test_row_groups_end_at_the_byte_budget(tmp_path: Path) -> None:
+    store = ShardStore(str(tmp_path))
+    store.prepare()
+    writer = ShardWriter(store, "m", clip_schema(), rows_per_shard=10_000)
+    blob = bytes(GROUP_BYTES // 4)  # four rows fill a group
+    for i in range(10):
+        writer.add({**row(i), "audio_features": blob})
+    names = writer.close()
+    groups = pq.ParquetFile(tmp_path / names[0]).metadata
+    assert [groups.row_group(g).num_rows for g in range(groups.num_row_groups)] == [4, 4, 2]
+
+
+def test_markers_are_compact_json(tmp_path: Path) -> None:
+    store = ShardStore(str(tmp_path))
+    store.prepare()
+    marker = {"task_id": TASK, "media": [{"uri": "a", "clips": 1}], "parts": []}
+    store.write_task_marker(TASK, marker)
+    text = (tmp_path / "_tasks" / f"{TASK}.json").read_text()
+    assert "\n" not in text and ": " not in text
+    assert next(store.task_markers()) == marker

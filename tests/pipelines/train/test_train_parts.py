@@ -172,3 +172,20 @@ def test_split_dataset_reads_one_split_and_only_the_mode_columns(
     assert "visual_features" in valid.columns() and valid.count() == info.counts["valid"]
     local = datasets.LocalBatches(info, "test", 4)
     assert local.rows == 6 and sum(len(batch) for batch in local) == 6
+
+
+def test_many_small_shard_files_stream_every_row_and_leave_ray_data_settings(
+    ray_cluster: None, tmp_path: Path
+) -> None:
+    import ray.data
+
+    write_clip_shards(tmp_path, ShardSpec(clips=120, files=40))  # 3 rows per file
+    info = datasets.inspect_shards(str(tmp_path))
+    assert len(info.files) == 40
+    context = ray.data.DataContext.get_current()
+    before = context.use_datasource_v2
+    train = datasets.training_datasets(info, "colearn", shuffle_seed=3)["train"]
+    assert context.use_datasource_v2 == before  # the reader choice is this read's alone
+    first = next(iter(train.iter_batches(batch_size=4, batch_format="numpy")))
+    assert len(first["audio_frames"]) == 4
+    assert train.count() == info.counts["train"]
