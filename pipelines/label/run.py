@@ -33,6 +33,7 @@ from pipelines.label.labeller import MEDIA_CLIPS_COLUMN, Labeller
 from pipelines.label.store import LabelStore, ModelKey, new_run_id
 from pipelines.label.summary import summarise_media
 from pipelines.ray_session import ensure_ray
+from pipelines.shard_reads import read_shards
 from pipelines.storage import arrow_filesystem, filesystem, storage_options_from_env
 
 DEVICES = ("auto", "cpu", "cuda")
@@ -312,7 +313,7 @@ def _dataset(plan: Plan, config: LabelConfig, model: PinnedModel, options: dict[
     checkpoint = load_checkpoint(model.checkpoint_dir)
     if plan.kind == "shards":
         arrow_fs, _ = arrow_filesystem(config.input_uri, options)
-        dataset = ray.data.read_parquet(list(plan.shard_files), filesystem=arrow_fs)
+        dataset = read_shards(plan.shard_files, arrow_fs)
         present = set(dataset.schema().names)  # version-1 shards lack the face flags
         dataset = dataset.select_columns(
             [c for c in (*KEY_COLUMNS, *FEATURE_COLUMNS) if c in present]

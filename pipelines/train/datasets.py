@@ -21,6 +21,7 @@ import pyarrow.parquet as pq
 
 from avemo_core.labels import EMOTIONS, SPLITS
 from avemo_core.schema import META_CONFIG
+from pipelines.shard_reads import read_shards
 from pipelines.storage import as_arrow, filesystem, storage_options_from_env
 
 
@@ -201,7 +202,6 @@ def split_dataset(
 
     With `shuffle_seed`, every pass (epoch) reads the files in a new order drawn from the seed.
     """
-    import ray.data
     from ray.data import FileShuffleConfig
     from ray.data.expressions import col
 
@@ -211,18 +211,7 @@ def split_dataset(
         if shuffle_seed is None
         else FileShuffleConfig(seed=shuffle_seed, reseed_after_execution=True)
     )
-    # Ray Data's file-based Parquet reader (its "V1" datasource), not the default footer-indexed
-    # one: that starts 32 footer-reading actors per read and bin-packs small files into 128 MiB
-    # read units, so the first batch waited for every footer and for one task to read every
-    # file (16-30 s for 147 files on a loaded 2-CPU machine, growing with the file count). This
-    # one takes the file list as given and reads about one file per task (4-7 s for 14 to 1,415
-    # files, bench/scale.py).
-    context = ray.data.DataContext.get_current()
-    default_reader, context.use_datasource_v2 = context.use_datasource_v2, False
-    try:
-        dataset = ray.data.read_parquet(list(info.files), filesystem=as_arrow(fs), shuffle=shuffle)
-    finally:
-        context.use_datasource_v2 = default_reader
+    dataset = read_shards(info.files, as_arrow(fs), shuffle=shuffle)
     return dataset.filter(expr=col("split") == split).select_columns(info.present(columns))
 
 
