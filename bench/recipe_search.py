@@ -2,7 +2,7 @@
 
     .venv/bin/python -m bench.recipe_search [--corpus ../shared/data/ravdess-speech]
         [--cache /tmp/avemo-ravdess-logmel.npz] [--size small] [--model KEY=VALUE ...]
-        [--train KEY=VALUE ...] [--average-last K] [--seeds 0] [--test]
+        [--train KEY=VALUE ...] [--average-last K] [--seeds 0] [--speaker-norm] [--test]
 
 Log-mels are extracted once with the project's `LogMelExtractor` (ffmpeg decodes to 16 kHz mono)
 into an .npz cache. Each run trains `--mode audio` (the `a` view) with `train_epoch` and scores
@@ -87,7 +87,19 @@ class Corpus:
             feats, lengths = data["feats"], data["lengths"]
             self.labels, self.actors = data["labels"], data["actors"]
         offsets = np.concatenate([[0], np.cumsum(lengths)])
-        self.clips = [feats[a:b] for a, b in zip(offsets[:-1], offsets[1:], strict=True)]
+        self.clips = [
+            feats[a:b].astype(np.float32) for a, b in zip(offsets[:-1], offsets[1:], strict=True)
+        ]
+
+    def normalise_per_speaker(self) -> None:
+        """Each clip z-scored per mel bin by its own actor's statistics over all of that actor's
+        clips (no labels used): speaker-level normalisation of the input log-mel."""
+        for actor in np.unique(self.actors):
+            own = np.flatnonzero(self.actors == actor)
+            frames = np.concatenate([self.clips[i] for i in own]).astype(np.float64)
+            mean, std = frames.mean(axis=0), frames.std(axis=0) + 1e-5
+            for i in own:
+                self.clips[i] = ((self.clips[i] - mean) / std).astype(np.float32)
 
     def indices(self, actors: range | tuple[int, ...]) -> np.ndarray:
         return np.flatnonzero(np.isin(self.actors, list(actors)))
@@ -212,11 +224,16 @@ def main() -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--test", action="store_true", help="also score the test actors")
+    parser.add_argument(
+        "--speaker-norm", action="store_true", help="z-score each clip by its actor's statistics"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if not args.cache.exists():
         build_cache(args.corpus, args.cache)
     corpus = Corpus(args.cache)
+    if args.speaker_norm:
+        corpus.normalise_per_speaker()
     model_config = ModelConfig.named(args.size, **_pairs(args.model))
     results = []
     for seed in args.seeds:
