@@ -367,9 +367,13 @@ class AudioFrontEnd(nn.Module):
         var = (((audio - mean) * weights) ** 2).sum(dim=1, keepdim=True) / count  # (B, 1, F)
         return (audio - mean) * torch.rsqrt(var + _EPS) * weights  # (B, Ta, F)
 
-    def forward(self, audio: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(B, Ta, F), (B, Ta) -> (B, Ta / 4, D), (B, Ta / 4)."""
-        return self.subsample(self.normalise(audio, mask), mask)
+    def forward(
+        self, audio: torch.Tensor, mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(B, Ta, F), (B, Ta) -> (B, Ta / 4, D), (B, Ta / 4), and the normalised (B, Ta, F)
+        features (the utterance functionals are computed from those)."""
+        normalised = self.normalise(audio, mask)
+        return *self.subsample(normalised, mask), normalised
 
 
 class FunctionalsHead(nn.Module):
@@ -461,13 +465,12 @@ class CrossModalTransformer(nn.Module):
 
     def encode_audio(self, audio: torch.Tensor, audio_mask: torch.Tensor) -> Encoded:
         """(B, Ta, F), (B, Ta) -> Encoded (B, Ta', D)."""
-        normalised = self.audio_front.normalise(audio, audio_mask)  # (B, Ta, F)
+        seq, mask, normalised = self.audio_front(audio, audio_mask)  # (B, Ta', D), (B, Ta'), ...
         functionals = (
             utterance_functionals(normalised, audio_mask)  # (B, K)
             if self.functionals_head is not None
             else None
         )
-        seq, mask = self.audio_front.subsample(normalised, audio_mask)  # (B, Ta', D), (B, Ta')
         seq = seq + self._positions(seq.shape[1], self.step_s, seq.device).to(seq.dtype)
         for block in self.audio_encoder:
             seq = block(seq, mask)
