@@ -48,7 +48,8 @@ _SIZES: dict[str, dict[str, object]] = {
     # The real-speech recipe (`avemo train`'s default): tiny's width with dropout. On RAVDESS speech
     # (960 training clips) it matched or beat wider models on validation at a fraction of the cost.
     # With utterance functionals joined before the head: on RAVDESS speech, valid actors,
-    # cross-fitted thresholds, 20 epochs, macro-F1 0.46 +- 0.01 against 0.40 +- 0.05 without.
+    # cross-fitted thresholds, 20 epochs, macro-F1 0.46 +- 0.01 against 0.40 +- 0.05 without
+    # (the test actors stayed at 0.40: docs/results_real_speech.md).
     "small": dict(_TINY, dropout=0.1, utterance_functionals=True),
     # Wider; for larger corpora. Still trainable on CPU.
     "base": {},
