@@ -22,6 +22,7 @@ from avemo_core.augment import augment_batch
 from avemo_core.colearning import CoLearningConfig, colearning_loss, conditions_for_mode
 from avemo_core.config import FrozenConfig, require
 from avemo_core.data import Batch
+from avemo_core.functionals import utterance_functionals
 from avemo_core.model import CrossModalTransformer
 from avemo_core.selection import SCORE_KEY, Selection, selection_score
 
@@ -157,18 +158,52 @@ def feature_statistics(batches: Iterable[Batch]) -> tuple[torch.Tensor, torch.Te
     return mean.float(), var.sqrt().float()
 
 
-def fit_normalisation(model: CrossModalTransformer, batches: Iterable[Batch]) -> bool:
-    """Give a corpus-normalised model the feature statistics of `batches` (the training split).
+@torch.no_grad()
+def functionals_statistics(
+    model: CrossModalTransformer, batches: Iterable[Batch]
+) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """(K,) mean and standard deviation of the utterance functionals of every clip with audio in
+    `batches`, from the features as `model` normalises them (so after its corpus statistics)."""
+    device = next(model.parameters()).device
+    total = squares = None
+    clips = 0
+    for batch in batches:
+        has_audio = batch.audio_mask.any(dim=1)  # (B,)
+        if not has_audio.any():
+            continue
+        audio, mask = batch.audio[has_audio].to(device), batch.audio_mask[has_audio].to(device)
+        values = utterance_functionals(model.audio_front.normalise(audio, mask), mask).double()
+        total = values.sum(dim=0) if total is None else total + values.sum(dim=0)
+        squares = (values**2).sum(dim=0) if squares is None else squares + (values**2).sum(dim=0)
+        clips += values.shape[0]
+    if total is None or squares is None:
+        return None
+    mean = total / clips  # (K,)
+    var = (squares / clips - mean**2).clamp(min=0.0)  # (K,)
+    return mean.float(), var.sqrt().float()
 
-    Returns whether it set them: not for an utterance-normalised model or audio-less data.
+
+def fit_normalisation(model: CrossModalTransformer, batches: Iterable[Batch]) -> bool:
+    """Give a model the feature statistics of `batches` (the training split, re-iterable): the
+    corpus normalisation, then (a second pass) the standardisation of its utterance functionals.
+
+    Returns whether it set any: not for an utterance-normalised model without functionals, nor
+    for audio-less data.
     """
-    if model.config.audio_norm != "corpus":
-        return False
-    stats = feature_statistics(batches)
-    if stats is None:
-        return False
-    model.audio_front.set_normalisation(*stats)
-    return True
+    fitted = False
+    if model.config.audio_norm == "corpus":
+        stats = feature_statistics(batches)
+        if stats is None:
+            return False
+        model.audio_front.set_normalisation(*stats)
+        fitted = True
+    if model.functionals_head is not None:
+        stats = functionals_statistics(model, batches)
+        if stats is None:
+            return False
+        model.functionals_head.set_statistics(*stats)
+        fitted = True
+    return fitted
 
 
 def _autocast(config: TrainConfig, device: torch.device) -> contextlib.AbstractContextManager:

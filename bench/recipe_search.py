@@ -2,7 +2,8 @@
 
     .venv/bin/python -m bench.recipe_search [--corpus ../shared/data/ravdess-speech]
         [--cache /tmp/avemo-ravdess-logmel.npz] [--size small] [--model KEY=VALUE ...]
-        [--train KEY=VALUE ...] [--average-last K] [--seeds 0] [--test]
+        [--train KEY=VALUE ...] [--average-last K] [--seeds 0] [--speaker-norm]
+        [--speaker-functionals] [--test]
 
 Log-mels are extracted once with the project's `LogMelExtractor` (ffmpeg decodes to 16 kHz mono)
 into an .npz cache. Each run trains `--mode audio` (the `a` view) with `train_epoch` and scores
@@ -12,6 +13,12 @@ two, both ways). The final model is the best epoch by valid macro-F1, or with `-
 the mean of the weights after each of the last K epochs (no choice by valid at all). `--test`
 also scores the final model on the test actors (21-24) with thresholds tuned on valid: use it for
 the chosen recipe only, never to choose one. Settings are chosen on valid.
+
+Two speaker-level normalisations (no labels used; each actor's statistics over all of that
+actor's clips): `--speaker-norm` z-scores the input log-mel per bin by the actor's mean and
+standard deviation (then the corpus statistics are about the identity); `--speaker-functionals`
+z-scores the model's utterance functionals by the actor's statistics instead of the training
+split's (screening only: the library has no grouping key for it).
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ import argparse
 import json
 import subprocess
 import time
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -37,6 +45,7 @@ from avemo_core.model import CrossModalTransformer, ModelConfig
 from avemo_core.training import (
     TrainConfig,
     fit_normalisation,
+    functionals_statistics,
     make_optimizer,
     predict,
     seed_everything,
@@ -87,7 +96,19 @@ class Corpus:
             feats, lengths = data["feats"], data["lengths"]
             self.labels, self.actors = data["labels"], data["actors"]
         offsets = np.concatenate([[0], np.cumsum(lengths)])
-        self.clips = [feats[a:b] for a, b in zip(offsets[:-1], offsets[1:], strict=True)]
+        self.clips = [
+            feats[a:b].astype(np.float32) for a, b in zip(offsets[:-1], offsets[1:], strict=True)
+        ]
+
+    def normalise_per_speaker(self) -> None:
+        """Each clip z-scored per mel bin by its own actor's statistics over all of that actor's
+        clips (no labels used): speaker-level normalisation of the input log-mel."""
+        for actor in np.unique(self.actors):
+            own = np.flatnonzero(self.actors == actor)
+            frames = np.concatenate([self.clips[i] for i in own]).astype(np.float64)
+            mean, std = frames.mean(axis=0), frames.std(axis=0) + 1e-5
+            for i in own:
+                self.clips[i] = ((self.clips[i] - mean) / std).astype(np.float32)
 
     def indices(self, actors: range | tuple[int, ...]) -> np.ndarray:
         return np.flatnonzero(np.isin(self.actors, list(actors)))
@@ -95,14 +116,44 @@ class Corpus:
     def batches(self, index: np.ndarray, size: int, rng: np.random.Generator | None) -> list[Batch]:
         order = rng.permutation(index) if rng is not None else index
         no_video = np.zeros((0, 64, 64), np.uint8)
-        return [
-            collate(
-                [self.clips[i] for i in chunk],
-                [no_video] * len(chunk),
-                self.labels[chunk],
+        out = []
+        for chunk in np.array_split(order, max(1, int(np.ceil(len(order) / size)))):
+            batch = collate(
+                [self.clips[i] for i in chunk], [no_video] * len(chunk), self.labels[chunk]
             )
-            for chunk in np.array_split(order, max(1, int(np.ceil(len(order) / size))))
-        ]
+            batch.actor_rows = torch.from_numpy(self.actors[chunk])  # for `SpeakerFunctionals`
+            out.append(batch)
+        return out
+
+
+class SpeakerFunctionals:
+    """Screening only: the model's utterance functionals z-scored by each clip's own actor's
+    statistics (over all of that actor's clips, no labels) instead of the training split's. The
+    actor of each row reaches the head through `feed`, which wraps a batch list."""
+
+    def __init__(self, model: CrossModalTransformer, corpus: Corpus) -> None:
+        head = model.functionals_head
+        if head is None:
+            raise SystemExit("--speaker-functionals needs utterance_functionals=true")
+        size = head.functionals_mean.shape[0]
+        self.mean = torch.zeros(int(corpus.actors.max()) + 1, size)
+        self.std = torch.ones(int(corpus.actors.max()) + 1, size)
+        for actor in np.unique(corpus.actors):
+            own = corpus.batches(corpus.indices((int(actor),)), 64, None)
+            mean, std = functionals_statistics(model, own)
+            self.mean[actor], self.std[actor] = mean, std.clamp(min=1e-3)
+        self.rows = torch.zeros(0, dtype=torch.long)
+
+        def forward(functionals: torch.Tensor) -> torch.Tensor:
+            standard = (functionals - self.mean[self.rows]) / self.std[self.rows]  # (B, K)
+            return head.linear(head.drop(standard))
+
+        head.forward = forward
+
+    def feed(self, batches: list[Batch]) -> Iterator[Batch]:
+        for batch in batches:
+            self.rows = batch.actor_rows
+            yield batch
 
 
 def _pairs(items: list[str]) -> dict[str, object]:
@@ -144,6 +195,7 @@ def run(
     config: TrainConfig,
     average_last: int,
     test: bool,
+    speaker_functionals: bool = False,
 ) -> dict[str, object]:
     """Train one seed; valid scores per epoch and of the final model (and test when asked)."""
     seed_everything(config.seed)
@@ -153,6 +205,11 @@ def run(
     valid_index, test_index = corpus.indices(range(17, 21)), corpus.indices(range(21, 25))
     valid = corpus.batches(valid_index, 32, None)
     fit_normalisation(model, corpus.batches(train_index, 64, None))
+    hook = SpeakerFunctionals(model, corpus) if speaker_functionals else None
+
+    def fed(batches: list[Batch]) -> Iterable[Batch]:
+        return hook.feed(batches) if hook is not None else batches
+
     optimizer = make_optimizer(model, config)
     colearning = CoLearningConfig(mode="audio")
     rng = np.random.default_rng(config.seed)
@@ -162,10 +219,10 @@ def run(
     for epoch in range(config.epochs):
         set_epoch_lr(optimizer, epoch, config)
         train = corpus.batches(train_index, config.batch_size, rng)
-        stats = train_epoch(model, train, optimizer, colearning, config, device)
+        stats = train_epoch(model, fed(train), optimizer, colearning, config, device)
         if epoch >= config.epochs - average_last:
             average.update(model)
-        probs, labels = predict(model, valid, ["a"], device)["a"]
+        probs, labels = predict(model, fed(valid), ["a"], device)["a"]
         epoch_scores = scores(probs, labels, corpus.actors[valid_index])
         if epoch_scores["tuned"] > best[0]:
             state = {k: v.clone() for k, v in model.state_dict().items()}
@@ -183,7 +240,7 @@ def run(
     else:
         model.load_state_dict(best[2])
         chosen = f"best valid epoch {best[1]}"
-    probs, labels = predict(model, valid, ["a"], device)["a"]
+    probs, labels = predict(model, fed(valid), ["a"], device)["a"]
     result: dict[str, object] = {
         "final": chosen,
         "valid": scores(probs, labels, corpus.actors[valid_index]),
@@ -192,7 +249,7 @@ def run(
     if test:
         thresholds = metrics.tune_thresholds(probs, labels)
         test_probs, test_labels = predict(
-            model, corpus.batches(test_index, 32, None), ["a"], device
+            model, fed(corpus.batches(test_index, 32, None)), ["a"], device
         )["a"]
         result["test"] = metrics.emotion_metrics(test_probs, test_labels, thresholds)
         result["test_fixed"] = metrics.emotion_metrics(
@@ -212,17 +269,29 @@ def main() -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--test", action="store_true", help="also score the test actors")
+    parser.add_argument(
+        "--speaker-norm", action="store_true", help="z-score each clip by its actor's statistics"
+    )
+    parser.add_argument(
+        "--speaker-functionals",
+        action="store_true",
+        help="z-score the utterance functionals by each clip's actor's statistics",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if not args.cache.exists():
         build_cache(args.corpus, args.cache)
     corpus = Corpus(args.cache)
+    if args.speaker_norm:
+        corpus.normalise_per_speaker()
     model_config = ModelConfig.named(args.size, **_pairs(args.model))
     results = []
     for seed in args.seeds:
         config = TrainConfig(**{**_pairs(args.train), "seed": seed})
         print(f"seed {seed}: {model_config.to_dict()} {config.to_dict()}", flush=True)
-        result = run(corpus, model_config, config, args.average_last, args.test)
+        result = run(
+            corpus, model_config, config, args.average_last, args.test, args.speaker_functionals
+        )
         print(json.dumps({"seed": seed, **result}, default=float), flush=True)
         results.append(result)
     for key in ("tuned", "fixed", "cross"):

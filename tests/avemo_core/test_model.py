@@ -15,11 +15,18 @@ from avemo_core.model import Attention, CrossModalTransformer, ModelConfig
 from tests.avemo_core.model_batches import NUM_EMOTIONS, pad_batch, random_batch
 
 
-@pytest.fixture(params=["conv1d", "conv2d"])
+@pytest.fixture(params=["conv1d", "conv2d", "conv1d+functionals"])
 def model(request: pytest.FixtureRequest) -> CrossModalTransformer:
-    """The tiny model with each audio front end: every guarantee below holds for both."""
+    """The tiny model with each audio front end, and with the utterance-functionals branch: every
+    guarantee below holds for all three."""
     torch.manual_seed(0)
-    config = ModelConfig.named("tiny", audio_frontend=request.param, audio_channels=4)
+    frontend, _, functionals = request.param.partition("+")
+    config = ModelConfig.named(
+        "tiny",
+        audio_frontend=frontend,
+        audio_channels=4,
+        utterance_functionals=bool(functionals),
+    )
     return CrossModalTransformer(config).eval()
 
 

@@ -43,12 +43,12 @@ def _data() -> tuple[torch.Tensor, torch.Tensor]:
     return torch.randn(8, 4, generator=generator), torch.randn(8, 1, generator=generator)
 
 
-def _fit_worker(rank: int, port: int, mode: str, out: str) -> None:
+def _fit_worker(rank: int, port: int, mode: str, out: str, functionals: bool) -> None:
     """One of two gloo processes: `fit` on this rank's own batches through DDP, as a Ray Train
     worker does after `prepare_model`."""
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
     training.seed_everything(rank)  # different starting weights: DDP must broadcast rank 0's
-    model = CrossModalTransformer(ModelConfig.named("tiny"))
+    model = CrossModalTransformer(ModelConfig.named("tiny", utterance_functionals=functionals))
     trained = list(TRAINED_CONDITIONS[mode])
     wrapped = DistributedDataParallel(model, find_unused_parameters=find_unused_parameters(trained))
     batches = [learnable_batch(10 * rank + i, size=4) for i in range(2)]  # this rank's share
@@ -64,11 +64,17 @@ def _fit_worker(rank: int, port: int, mode: str, out: str) -> None:
     dist.destroy_process_group()
 
 
-@pytest.mark.parametrize("mode", ["colearn", "audio"])
-def test_fit_through_ddp_keeps_the_workers_identical(mode: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("mode", "functionals"), [("colearn", False), ("audio", False), ("audio", True)]
+)
+def test_fit_through_ddp_keeps_the_workers_identical(
+    mode: str, functionals: bool, tmp_path: Path
+) -> None:
     """Gradients are averaged over ranks with different data (colearn uses every branch; audio
-    leaves the visual one idle, which DDP accepts only when told to look for unused ones)."""
-    mp.spawn(_fit_worker, args=(free_port(), mode, str(tmp_path)), nprocs=2, join=True)
+    leaves the visual one idle, which DDP accepts only when told to look for unused ones). Each
+    rank fits its normalisation (and functionals statistics) on its own share; rank 0's win."""
+    args = (free_port(), mode, str(tmp_path), functionals)
+    mp.spawn(_fit_worker, args=args, nprocs=2, join=True)
     states = [torch.load(tmp_path / f"{mode}{r}.pt", weights_only=True) for r in (0, 1)]
     training.seed_everything(0)
     start = CrossModalTransformer(ModelConfig.named("tiny")).state_dict()
