@@ -31,6 +31,7 @@ from avemo_core.corpora import PrepareConfig, prepare
 from avemo_core.labels import EMOTIONS
 from avemo_core.model import ModelConfig
 from avemo_core.training import TrainConfig
+from bench.common import page_sections
 from pipelines.extract.run import ExtractConfig, run_extract
 from pipelines.ray_session import ensure_ray
 from pipelines.train import datasets
@@ -115,6 +116,12 @@ def main() -> int:
         help="other seeds for one mode, to fit a time budget (e.g. colearn=0)",
     )
     parser.add_argument("--out", type=Path, default=REPO / "docs/results_real_speech.md")
+    parser.add_argument(
+        "--results-page",
+        type=Path,
+        default=REPO / "docs/results.md",
+        help="page whose real-speech section gets the table",
+    )
     args = parser.parse_args()
     if not args.corpus.is_dir():
         raise SystemExit(f"{args.corpus} is not a folder (see ../shared/data/README.md)")
@@ -201,6 +208,19 @@ def main() -> int:
         ]
     )
     args.out.write_text(page.rstrip("\n") + "\n")
+    summary = "\n".join(
+        [
+            "## Real speech (RAVDESS, test actors)",
+            "",
+            f"Written by `bench/real_speech.py`; all of it: [{args.out.name}]({args.out.name}).",
+            "",
+            table(results, args.modes),
+        ]
+    )
+    results_page = args.results_page.read_text() if args.results_page.exists() else ""
+    args.results_page.write_text(
+        page_sections.replace_section(results_page, "real-speech", summary)
+    )
     print(page)
     return 0
 

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from avemo_core.labels import CONDITIONS
+from bench.common import page_sections
 
 # Macro metrics on the page, with their display names (the design's WA, F1 and AUC).
 METRICS: dict[str, str] = {"f1": "Macro-F1", "wa": "Mean WA", "auc": "Mean AUC"}
@@ -598,11 +599,16 @@ def _earlier_facts(results: Mapping[str, Any], earlier: Collection[str]) -> list
 
 
 def write_page(results: Mapping[str, Any], page_path: str | Path, png_path: str | Path) -> Path:
-    """Write the markdown page and its plot side by side; returns the page's path."""
+    """Write the markdown page and its plot side by side; returns the page's path.
+
+    Sections other scripts keep on the page (bench.common.page_sections) are carried over.
+    """
     page_path, png_path = Path(page_path), Path(png_path)
     variants = [v["name"] for v in results["variants"]]
     plot(aggregate(page_runs(results)[0]), variants, png_path, title=str(results.get("title", "")))
     page_path.parent.mkdir(parents=True, exist_ok=True)
     rel = os.path.relpath(png_path.resolve(), page_path.resolve().parent)
-    page_path.write_text(page(results, Path(rel).as_posix()))
+    kept = page_sections.sections(page_path.read_text()) if page_path.exists() else []
+    text = page(results, Path(rel).as_posix())
+    page_path.write_text("\n".join([text.rstrip("\n"), "", *kept]).rstrip("\n") + "\n")
     return page_path

@@ -268,3 +268,19 @@ def test_page_names_no_machine_path_for_the_tracking_store() -> None:
     assert "/home/someone" not in text and "sqlite:" not in text
     assert "SQLite `mlflow.db` in the work folder" in text
     assert report.tracking_description("http://10.0.0.5:5000") == "an MLflow tracking server"
+
+
+def test_rewriting_the_page_keeps_the_sections_other_scripts_own(tmp_path: Path) -> None:
+    from bench.common import page_sections
+
+    page_path, png = tmp_path / "results.md", tmp_path / "results.png"
+    report.write_page(_results(_records(HOLDS)), page_path, png)
+    first = "## Real speech\n\n| a | 0.392 |"
+    page_path.write_text(page_sections.replace_section(page_path.read_text(), "real-speech", first))
+    report.write_page(_results(_records(HOLDS)), page_path, png)  # the paper-claim rewrite
+    text = page_path.read_text()
+    assert text.count("<!-- section real-speech -->") == 1 and "| a | 0.392 |" in text
+    updated = page_sections.replace_section(text, "real-speech", "## Real speech\n\n| a | 0.5 |")
+    assert "| a | 0.5 |" in updated and "0.392" not in updated  # replaced in place, not appended
+    assert updated.count("<!-- end real-speech -->") == 1
+    assert updated.split("<!-- section")[0] == text.split("<!-- section")[0]  # the rest untouched
