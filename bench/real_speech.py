@@ -12,8 +12,9 @@ of each run on the test actors with the thresholds it saved (tuned on valid). Th
 per-emotion F1 and the macro means over seeds beside the reference of `../shared/data/README.md`:
 log-mel statistics + one-vs-rest logistic regression, macro-F1 0.414, mean WA 0.678.
 `--epochs` shortens the schedule (the default recipe otherwise) to fit a time budget; the page
-says which. The page is rewritten down to `KEPT_MARKER`; what follows that line (measurements
-made another way, by hand) is kept.
+says which. Runs already in WORK/results.json (same mode, seed and epochs) are kept, not trained
+again, so a stopped benchmark resumes. The page is rewritten down to `KEPT_MARKER`; what follows
+that line (measurements made another way, by hand) is kept.
 """
 
 from __future__ import annotations
@@ -147,21 +148,29 @@ def main() -> int:
     tracking_uri = f"sqlite:///{work / 'mlflow.db'}"
     default = TrainConfig()
     epochs = default.epochs if args.epochs is None else args.epochs
-    runs_began = time.perf_counter()
     seeds = {mode: args.seeds for mode in args.modes}
     for item in args.seeds_of:
         mode, _, listed = item.partition("=")
         if mode not in seeds or not listed:
             raise SystemExit(f"--seeds-of {item!r}: need MODE=S,S with MODE one of {args.modes}")
         seeds[mode] = [int(seed) for seed in listed.split(",")]
+    done = work / "results.json"
+    earlier = json.loads(done.read_text()) if done.exists() else []
     results = []
     for mode in args.modes:
         for seed in seeds[mode]:
+            kept = [
+                r for r in earlier if (r["mode"], r["seed"], r["epochs"]) == (mode, seed, epochs)
+            ]
+            if kept:  # measured by an earlier, stopped or shorter invocation: not trained again
+                print(f"{mode} seed {seed}: kept from {done}")
+                results.append(kept[0])
+                continue
             config = default.replace(seed=seed, epochs=epochs)
             results.append(run_one(shards, work, mode, config, tracking_uri))
             # after every run: a stopped benchmark keeps what it measured
-            (work / "results.json").write_text(json.dumps(results, indent=1, default=float))
-    runs_s = time.perf_counter() - runs_began
+            done.write_text(json.dumps(results, indent=1, default=float))
+    runs_s = sum(r["seconds"] for r in results)
     recipe = {
         "model": ModelConfig.named("small").to_dict(),
         "train": default.replace(epochs=epochs).to_dict(),
