@@ -137,25 +137,31 @@ def set_epoch_lr(optimizer: torch.optim.Optimizer, epoch: int, config: TrainConf
     return lr
 
 
+def _mean_std(rows: Iterable[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """(F,) mean and standard deviation over every row of a stream of (N, F) tensors; None when
+    there is no row. Sums are float64, so a long corpus loses nothing."""
+    total = squares = None
+    count = 0
+    for values in rows:
+        if values.shape[0] == 0:
+            continue
+        values = values.double()
+        total = values.sum(dim=0) if total is None else total + values.sum(dim=0)
+        squares = (values**2).sum(dim=0) if squares is None else squares + (values**2).sum(dim=0)
+        count += values.shape[0]
+    if total is None or squares is None:
+        return None
+    mean = total / count  # (F,)
+    var = (squares / count - mean**2).clamp(min=0.0)  # (F,)
+    return mean.float(), var.sqrt().float()
+
+
 def feature_statistics(batches: Iterable[Batch]) -> tuple[torch.Tensor, torch.Tensor] | None:
     """(F,) mean and standard deviation of the audio features over every real frame of `batches`.
 
-    None when no batch holds an audio frame. Sums are float64, so a long corpus loses nothing.
+    None when no batch holds an audio frame.
     """
-    total = squares = None
-    frames = 0
-    for batch in batches:
-        real = batch.audio[batch.audio_mask].double()  # (N real frames, F)
-        if real.shape[0] == 0:
-            continue
-        total = real.sum(dim=0) if total is None else total + real.sum(dim=0)
-        squares = (real**2).sum(dim=0) if squares is None else squares + (real**2).sum(dim=0)
-        frames += real.shape[0]
-    if total is None or squares is None:
-        return None
-    mean = total / frames  # (F,)
-    var = (squares / frames - mean**2).clamp(min=0.0)  # (F,)
-    return mean.float(), var.sqrt().float()
+    return _mean_std(batch.audio[batch.audio_mask] for batch in batches)  # (N real frames, F)
 
 
 @torch.no_grad()
@@ -165,22 +171,16 @@ def functionals_statistics(
     """(K,) mean and standard deviation of the utterance functionals of every clip with audio in
     `batches`, from the features as `model` normalises them (so after its corpus statistics)."""
     device = next(model.parameters()).device
-    total = squares = None
-    clips = 0
-    for batch in batches:
-        has_audio = batch.audio_mask.any(dim=1)  # (B,)
-        if not has_audio.any():
-            continue
-        audio, mask = batch.audio[has_audio].to(device), batch.audio_mask[has_audio].to(device)
-        values = utterance_functionals(model.audio_front.normalise(audio, mask), mask).double()
-        total = values.sum(dim=0) if total is None else total + values.sum(dim=0)
-        squares = (values**2).sum(dim=0) if squares is None else squares + (values**2).sum(dim=0)
-        clips += values.shape[0]
-    if total is None or squares is None:
-        return None
-    mean = total / clips  # (K,)
-    var = (squares / clips - mean**2).clamp(min=0.0)  # (K,)
-    return mean.float(), var.sqrt().float()
+
+    def functionals() -> Iterator[torch.Tensor]:
+        for batch in batches:
+            has_audio = batch.audio_mask.any(dim=1)  # (B,)
+            if not has_audio.any():
+                continue
+            audio, mask = batch.audio[has_audio].to(device), batch.audio_mask[has_audio].to(device)
+            yield utterance_functionals(model.audio_front.normalise(audio, mask), mask)  # (B', K)
+
+    return _mean_std(functionals())
 
 
 def fit_normalisation(model: CrossModalTransformer, batches: Iterable[Batch]) -> bool:
