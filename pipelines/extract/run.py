@@ -1,5 +1,5 @@
 """The extraction job: list media, group them into tasks, skip the tasks a previous run finished,
-run one Ray task per remaining task, and write `_SUCCESS.json` with counts, config and timing.
+run one Ray Data row per remaining task, and write `_SUCCESS.json` with counts, config and timing.
 
 A task is a run of about `files_per_task` consecutive files of the sorted listing and at most
 about `task_mb` megabytes, cut where a file's URI hash and size say (`group_tasks`): the same
