@@ -3,7 +3,7 @@
     .venv/bin/python -m bench.recipe_search [--corpus ../shared/data/ravdess-speech]
         [--cache /tmp/avemo-ravdess-logmel.npz] [--size small] [--model KEY=VALUE ...]
         [--train KEY=VALUE ...] [--average-last K] [--seeds 0] [--speaker-norm]
-        [--speaker-functionals] [--test]
+        [--speaker-functionals] [--fold K] [--test]
 
 Log-mels are extracted once with the project's `LogMelExtractor` (ffmpeg decodes to 16 kHz mono)
 into an .npz cache. Each run trains `--mode audio` (the `a` view) with `train_epoch` and scores
@@ -12,7 +12,9 @@ the validation actors (17-20) after every epoch: macro-F1 with thresholds tuned 
 two, both ways). The final model is the best epoch by valid macro-F1, or with `--average-last K`
 the mean of the weights after each of the last K epochs (no choice by valid at all). `--test`
 also scores the final model on the test actors (21-24) with thresholds tuned on valid: use it for
-the chosen recipe only, never to choose one. Settings are chosen on valid.
+the chosen recipe only, never to choose one. Settings are chosen on valid. `--fold K` (1-5)
+validates on actors 4K-3..4K instead and trains on the other 16 of actors 1-20: five folds
+cross-validate a choice over all 20 non-test actors, where one split of 4 actors is noisy.
 
 Two speaker-level normalisations (no labels used; each actor's statistics over all of that
 actor's clips): `--speaker-norm` z-scores the input log-mel per bin by the actor's mean and
@@ -189,6 +191,15 @@ def scores(
     }
 
 
+def fold_actors(fold: int) -> tuple[int, ...]:
+    """Validation actors: fold 0 is the corpus split's (17-20); folds 1-5 are actors 4k-3..4k,
+    for cross-validation over the train and valid actors (1-20; the test actors never enter)."""
+    if not 0 <= fold <= 5:
+        raise SystemExit(f"--fold must be 0-5, got {fold}")
+    first = 17 if fold == 0 else 4 * fold - 3
+    return tuple(range(first, first + 4))
+
+
 def run(
     corpus: Corpus,
     model_config: ModelConfig,
@@ -196,13 +207,16 @@ def run(
     average_last: int,
     test: bool,
     speaker_functionals: bool = False,
+    fold: int = 0,
 ) -> dict[str, object]:
     """Train one seed; valid scores per epoch and of the final model (and test when asked)."""
     seed_everything(config.seed)
     device = torch.device("cpu")
     model = CrossModalTransformer(model_config)
-    train_index = corpus.indices(range(1, 17))
-    valid_index, test_index = corpus.indices(range(17, 21)), corpus.indices(range(21, 25))
+    valid_actors = fold_actors(fold)
+    train_index = corpus.indices(tuple(a for a in range(1, 21) if a not in valid_actors))
+    valid_index, test_index = corpus.indices(valid_actors), corpus.indices(range(21, 25))
+    halves = (valid_actors[:2], valid_actors[2:])
     valid = corpus.batches(valid_index, 32, None)
     fit_normalisation(model, corpus.batches(train_index, 64, None))
     hook = SpeakerFunctionals(model, corpus) if speaker_functionals else None
@@ -223,7 +237,7 @@ def run(
         if epoch >= config.epochs - average_last:
             average.update(model)
         probs, labels = predict(model, fed(valid), ["a"], device)["a"]
-        epoch_scores = scores(probs, labels, corpus.actors[valid_index])
+        epoch_scores = scores(probs, labels, corpus.actors[valid_index], halves)
         if epoch_scores["tuned"] > best[0]:
             state = {k: v.clone() for k, v in model.state_dict().items()}
             best = (epoch_scores["tuned"], epoch, state)
@@ -243,7 +257,7 @@ def run(
     probs, labels = predict(model, fed(valid), ["a"], device)["a"]
     result: dict[str, object] = {
         "final": chosen,
-        "valid": scores(probs, labels, corpus.actors[valid_index]),
+        "valid": scores(probs, labels, corpus.actors[valid_index], halves),
         "seconds": time.perf_counter() - began,
     }
     if test:
@@ -270,6 +284,9 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--test", action="store_true", help="also score the test actors")
     parser.add_argument(
+        "--fold", type=int, default=0, help="valid actors: 0 = 17-20; 1-5 = actors 4k-3..4k"
+    )
+    parser.add_argument(
         "--speaker-norm", action="store_true", help="z-score each clip by its actor's statistics"
     )
     parser.add_argument(
@@ -290,8 +307,9 @@ def main() -> int:
         config = TrainConfig(**{**_pairs(args.train), "seed": seed})
         print(f"seed {seed}: {model_config.to_dict()} {config.to_dict()}", flush=True)
         result = run(
-            corpus, model_config, config, args.average_last, args.test, args.speaker_functionals
-        )
+            corpus, model_config, config, args.average_last, args.test,
+            args.speaker_functionals, args.fold,
+        )  # fmt: skip
         print(json.dumps({"seed": seed, **result}, default=float), flush=True)
         results.append(result)
     for key in ("tuned", "fixed", "cross"):

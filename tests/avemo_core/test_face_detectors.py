@@ -193,3 +193,9 @@ def test_no_false_face_on_face_free_frames(detector: str) -> None:
     same_size = np.stack([f for f in frames if f.shape == (202, 360)])  # (T, H, W)
     _, flags = cropper.crop_frames(same_size)
     assert (flags == NO_FACE).all()
+
+
+def test_a_box_found_in_a_shrunk_region_maps_back_to_the_frame() -> None:
+    found = FaceBox(10, 20, 30, 41, 0.9)  # in a region shrunk to half, its corner at (5, 7)
+    assert found.unscaled(0.5, left=5, top=7) == FaceBox(25, 47, 60, 82, 0.9)
+    assert found.unscaled(1.0) == found

@@ -97,6 +97,14 @@ class FaceBox:
     def as_tuple(self) -> tuple[int, int, int, int]:
         return self.x, self.y, self.w, self.h
 
+    def unscaled(self, scale: float, left: int = 0, top: int = 0) -> FaceBox:
+        """This box, found in an image shrunk by `scale` whose corner sits at (left, top) of the
+        frame, in the frame's coordinates."""
+        return FaceBox(
+            left + round(self.x / scale), top + round(self.y / scale),
+            round(self.w / scale), round(self.h / scale), self.score,
+        )  # fmt: skip
+
 
 class FaceDetector(Protocol):
     """Finds faces in one frame: (H, W, 3) BGR or (H, W) grey uint8 -> boxes with scores."""
@@ -218,7 +226,7 @@ class SlimefaceDetector:
         if small.ndim == 2:
             small = cv2.cvtColor(small, cv2.COLOR_GRAY2BGR)  # (h, w) -> (h, w, 3)
         boxes = [
-            FaceBox(round(x / scale), round(y / scale), round(w / scale), round(h / scale), s / 100)
+            FaceBox(x, y, w, h, s / 100).unscaled(scale)
             for s, x, y, w, h in self.raw_detect(small).tolist()
             if s / 100 >= self.min_score
         ]
@@ -259,13 +267,7 @@ def search_near(
         small = max(1, round(side * scale))
         region = cv2.resize(region, (small, small), interpolation=cv2.INTER_AREA)
         scale = small / side
-    return [
-        FaceBox(
-            left + round(b.x / scale), top + round(b.y / scale),
-            round(b.w / scale), round(b.h / scale), b.score,
-        )
-        for b in detector.detect(region)
-    ]  # fmt: skip
+    return [found.unscaled(scale, left, top) for found in detector.detect(region)]
 
 
 def cascade_path(cascade_file: str) -> str:
