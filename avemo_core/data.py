@@ -36,6 +36,10 @@ class Batch:
     # (B, E) bool: False where an emotion is unlabelled (a corpus that does not annotate it);
     # None: every emotion of a known clip is labelled.
     label_mask: torch.Tensor | None = None
+    # (B, K) centre and scale of each clip's speaker for the utterance functionals, NaN rows where
+    # the speaker is unknown; None: no speaker statistics (avemo_core/speakers.py)
+    functionals_centre: torch.Tensor | None = None
+    functionals_scale: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         if self.label_mask is None:
@@ -52,16 +56,17 @@ class Batch:
     def __len__(self) -> int:
         return self.labels.shape[0]
 
+    def _tensors(self) -> dict[str, torch.Tensor]:
+        """Every tensor field by name (the optional ones only when set)."""
+        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        return {name: value for name, value in values.items() if value is not None}
+
     def to(self, device: torch.device | str, non_blocking: bool = False) -> Batch:
-        moved = {
-            f.name: getattr(self, f.name).to(device, non_blocking=non_blocking)
-            for f in dataclasses.fields(self)
-        }
-        return Batch(**moved)
+        tensors = self._tensors().items()
+        return Batch(**{k: v.to(device, non_blocking=non_blocking) for k, v in tensors})
 
     def pin_memory(self) -> Batch:
-        fields = dataclasses.fields(self)
-        return Batch(**{f.name: getattr(self, f.name).pin_memory() for f in fields})
+        return Batch(**{name: value.pin_memory() for name, value in self._tensors().items()})
 
 
 def decode_audio(blob: bytes, frames: int, dims: int) -> np.ndarray:

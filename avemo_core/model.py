@@ -28,6 +28,9 @@ AUDIO_SUBSAMPLING = 4
 AUDIO_NORMS = ("corpus", "utterance")
 AUDIO_FRONTENDS = ("conv1d", "conv2d")
 POOLINGS = ("stats", "mean")
+# split: functionals standardised by the training split's statistics; speaker: by each clip's
+# speaker's (avemo_core/speakers.py), the split's where the speaker is unknown
+FUNCTIONALS_NORMS = ("split", "speaker")
 # Floor of a corpus standard deviation and of a pooled variance: keeps a constant bin finite.
 _EPS = 1e-5
 
@@ -85,6 +88,9 @@ class ModelConfig(FrozenConfig):
     # statistics of the normalised log-mel over the clip (avemo_core.functionals), standardised
     # with training-split statistics and joined to the pooled audio state before the head
     utterance_functionals: bool = False
+    # how the functionals are standardised (FUNCTIONALS_NORMS): speaker needs speaker statistics
+    # in the batch (`Batch.functionals_centre`), else it falls back to the split's
+    functionals_norm: str = "split"
 
     def validate(self) -> None:
         require(self.audio_dims > 0, "audio_dims must be > 0")
@@ -112,6 +118,14 @@ class ModelConfig(FrozenConfig):
             f"audio_frontend must be one of {AUDIO_FRONTENDS}",
         )
         require(self.audio_channels > 0, "audio_channels must be > 0")
+        require(
+            self.functionals_norm in FUNCTIONALS_NORMS,
+            f"functionals_norm must be one of {FUNCTIONALS_NORMS}",
+        )
+        require(
+            self.functionals_norm == "split" or self.utterance_functionals,
+            "functionals_norm='speaker' needs utterance_functionals=True",
+        )
 
     @classmethod
     def named(cls, size: str, **overrides: object) -> ModelConfig:
@@ -127,7 +141,7 @@ class Encoded:
     mask: (
         torch.Tensor
     )  # (B, T') bool, True on real steps; all False for a sample without this modality
-    functionals: torch.Tensor | None = None  # (B, K) utterance functionals of the audio, if used
+    functionals: torch.Tensor | None = None  # (B, K) standardised utterance functionals, if used
 
 
 def sinusoid(positions: torch.Tensor, dims: int) -> torch.Tensor:
@@ -378,9 +392,14 @@ class AudioFrontEnd(nn.Module):
 
 
 class FunctionalsHead(nn.Module):
-    """Logits from the utterance functionals: standardised (training-split mean and standard
-    deviation, buffers saved with the weights, like the corpus normalisation), then dropout and a
-    linear map. Its logits add to the main head's, which is a linear head over both joined."""
+    """Logits from the utterance functionals: standardised, then dropout and a linear map. Its
+    logits add to the main head's, which is a linear head over both joined.
+
+    The training split's mean and standard deviation are buffers saved with the weights, like the
+    corpus normalisation. With `functionals_norm="speaker"` the functionals come from the
+    unnormalised log-mel and each clip is standardised by its speaker's centre and scale where
+    the batch has them (rows of NaN: unknown speaker, the buffers instead).
+    """
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
@@ -398,9 +417,22 @@ class FunctionalsHead(nn.Module):
         # A functional (almost) constant over the training split would blow up when standardised.
         self.functionals_std.copy_(std.clamp(min=1e-3))
 
-    def forward(self, functionals: torch.Tensor) -> torch.Tensor:
-        """(B, K) -> (B, num_labels)."""
-        standard = (functionals - self.functionals_mean) / self.functionals_std  # (B, K)
+    def standardise(
+        self,
+        functionals: torch.Tensor,
+        centre: torch.Tensor | None = None,
+        scale: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """(B, K) functionals -> standardised (B, K); (B, K) `centre`/`scale` per clip, if any."""
+        if centre is None or scale is None:
+            return (functionals - self.functionals_mean) / self.functionals_std
+        unknown = torch.isnan(centre) | torch.isnan(scale)  # (B, K)
+        centre = torch.where(unknown, self.functionals_mean.expand_as(centre), centre)
+        scale = torch.where(unknown, self.functionals_std.expand_as(scale), scale)
+        return (functionals - centre) / scale
+
+    def forward(self, standard: torch.Tensor) -> torch.Tensor:
+        """(B, K) standardised functionals -> (B, num_labels)."""
         return self.linear(self.drop(standard))
 
 
@@ -464,14 +496,37 @@ class CrossModalTransformer(nn.Module):
         )  # (T,)
         return sinusoid(times, self.config.d_model)
 
-    def encode_audio(self, audio: torch.Tensor, audio_mask: torch.Tensor) -> Encoded:
-        """(B, Ta, F), (B, Ta) -> Encoded (B, Ta', D)."""
+    def audio_functionals(
+        self, audio: torch.Tensor, audio_mask: torch.Tensor, normalised: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """(B, Ta, F), (B, Ta) -> (B, K) utterance functionals as this model takes them, before
+        standardising: of the normalised log-mel (given, or normalised here), or of the log-mel
+        itself where each speaker standardises its own (`functionals_norm="speaker"`)."""
+        if self.config.functionals_norm == "speaker":
+            return utterance_functionals(audio, audio_mask)
+        if normalised is None:
+            normalised = self.audio_front.normalise(audio, audio_mask)
+        return utterance_functionals(normalised, audio_mask)
+
+    def encode_audio(
+        self,
+        audio: torch.Tensor,
+        audio_mask: torch.Tensor,
+        functionals_centre: torch.Tensor | None = None,
+        functionals_scale: torch.Tensor | None = None,
+    ) -> Encoded:
+        """(B, Ta, F), (B, Ta) -> Encoded (B, Ta', D); (B, K) speaker statistics, if any, for
+        the functionals (`Batch.functionals_centre` / `functionals_scale`)."""
         seq, mask, normalised = self.audio_front(audio, audio_mask)  # (B, Ta', D), (B, Ta'), ...
-        functionals = (
-            utterance_functionals(normalised, audio_mask)  # (B, K)
-            if self.functionals_head is not None
-            else None
-        )
+        functionals = None
+        if self.config.functionals_norm != "speaker":
+            functionals_centre = functionals_scale = None  # speaker statistics are not for it
+        if self.functionals_head is not None:
+            functionals = self.functionals_head.standardise(
+                self.audio_functionals(audio, audio_mask, normalised),  # (B, K)
+                functionals_centre,
+                functionals_scale,
+            )
         seq = seq + self._positions(seq.shape[1], self.step_s, seq.device).to(seq.dtype)
         for block in self.audio_encoder:
             seq = block(seq, mask)
@@ -540,7 +595,13 @@ class CrossModalTransformer(nn.Module):
             raise ValueError(f"unknown condition(s) {unknown}; choose from {CONDITIONS}")
         use_audio = any(CONDITION_MODALITIES[c][0] for c in wanted)
         use_visual = any(CONDITION_MODALITIES[c][1] for c in wanted)
-        audio = self.encode_audio(batch.audio, batch.audio_mask) if use_audio else None
+        audio = (
+            self.encode_audio(
+                batch.audio, batch.audio_mask, batch.functionals_centre, batch.functionals_scale
+            )
+            if use_audio
+            else None
+        )
         visual = self.encode_visual(batch.visual, batch.visual_mask) if use_visual else None
         logits = {
             c: self.fuse(

@@ -22,6 +22,11 @@ zeros and the model does not see the frame), 1 the clip's followed face detected
 
 Version 1 shards (no `visual_face_flags`) are still read: every visual frame counts as a face
 frame there, as it did when they were written.
+
+`speaker` (schema version 3) is the manifest's `speaker` column (`avemo prepare` writes it), null
+when the manifest has none or extraction ran without one. It groups the clips of one speaker for
+the speaker-level standardisation of the utterance functionals (avemo_core/speakers.py).
+Version 1 and 2 shards have no `speaker`: every clip's speaker is unknown there.
 """
 
 from __future__ import annotations
@@ -35,7 +40,7 @@ import pyarrow as pa
 from avemo_core import __version__
 from avemo_core.labels import CONDITIONS, EMOTIONS
 
-CLIP_SCHEMA_VERSION = 2  # 2: visual_face_flags, faceless frames masked out
+CLIP_SCHEMA_VERSION = 3  # 2: visual_face_flags, faceless frames masked out; 3: speaker
 LABEL_SCHEMA_VERSION = 2  # 2: visual_reason
 
 # File-metadata keys every shard carries.
@@ -77,6 +82,7 @@ FEATURE_COLUMNS: tuple[str, ...] = tuple(field.name for field in _FEATURE_FIELDS
 _CLIP_FIELDS: list[pa.Field] = [
     *_KEY_FIELDS,
     pa.field("split", pa.string()),
+    pa.field("speaker", pa.string()),  # the manifest's speaker, null when unknown (version >= 3)
     *_FEATURE_FIELDS,
     pa.field("face_ratio", pa.float32(), nullable=False),
     pa.field("audio_active_ratio", pa.float32(), nullable=False),  # not silent (version >= 2)

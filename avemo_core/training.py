@@ -22,7 +22,6 @@ from avemo_core.augment import augment_batch
 from avemo_core.colearning import CoLearningConfig, colearning_loss, conditions_for_mode
 from avemo_core.config import FrozenConfig, require
 from avemo_core.data import Batch
-from avemo_core.functionals import utterance_functionals
 from avemo_core.model import CrossModalTransformer
 from avemo_core.selection import SCORE_KEY, Selection, selection_score
 
@@ -169,7 +168,7 @@ def functionals_statistics(
     model: CrossModalTransformer, batches: Iterable[Batch]
 ) -> tuple[torch.Tensor, torch.Tensor] | None:
     """(K,) mean and standard deviation of the utterance functionals of every clip with audio in
-    `batches`, from the features as `model` normalises them (so after its corpus statistics)."""
+    `batches`, as `model` computes them (`audio_functionals`: after its corpus statistics)."""
     device = next(model.parameters()).device
 
     def functionals() -> Iterator[torch.Tensor]:
@@ -178,7 +177,7 @@ def functionals_statistics(
             if not has_audio.any():
                 continue
             audio, mask = batch.audio[has_audio].to(device), batch.audio_mask[has_audio].to(device)
-            yield utterance_functionals(model.audio_front.normalise(audio, mask), mask)  # (B', K)
+            yield model.audio_functionals(audio, mask)  # (B', K)
 
     return _mean_std(functionals())
 

@@ -3,7 +3,7 @@
     .venv/bin/python -m bench.recipe_search [--corpus ../shared/data/ravdess-speech]
         [--cache /tmp/avemo-ravdess-logmel.npz] [--size small] [--model KEY=VALUE ...]
         [--train KEY=VALUE ...] [--average-last K] [--seeds 0] [--speaker-norm]
-        [--speaker-functionals] [--fold K] [--test]
+        [--fold K] [--test]
 
 Log-mels are extracted once with the project's `LogMelExtractor` (ffmpeg decodes to 16 kHz mono)
 into an .npz cache. Each run trains `--mode audio` (the `a` view) with `train_epoch` and scores
@@ -18,9 +18,10 @@ cross-validate a choice over all 20 non-test actors, where one split of 4 actors
 
 Two speaker-level normalisations (no labels used; each actor's statistics over all of that
 actor's clips): `--speaker-norm` z-scores the input log-mel per bin by the actor's mean and
-standard deviation (then the corpus statistics are about the identity); `--speaker-functionals`
-z-scores the model's utterance functionals by the actor's statistics instead of the training
-split's (screening only: the library has no grouping key for it).
+standard deviation (then the corpus statistics are about the identity); `--model
+functionals_norm=speaker` standardises the utterance functionals by the actor's statistics (the
+library's `avemo_core.speakers`, the actor as the speaker), and `--test` then also scores the test
+actors without speakers (`test_without_speakers`: as labelling new media sees them).
 """
 
 from __future__ import annotations
@@ -29,7 +30,6 @@ import argparse
 import json
 import subprocess
 import time
-from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -44,10 +44,10 @@ from avemo_core.data import Batch, collate
 from avemo_core.features.audio import LogMelExtractor
 from avemo_core.labels import EMOTIONS
 from avemo_core.model import CrossModalTransformer, ModelConfig
+from avemo_core.speakers import SpeakerTable, fit_speaker_table
 from avemo_core.training import (
     TrainConfig,
     fit_normalisation,
-    functionals_statistics,
     make_optimizer,
     predict,
     seed_everything,
@@ -115,7 +115,15 @@ class Corpus:
     def indices(self, actors: range | tuple[int, ...]) -> np.ndarray:
         return np.flatnonzero(np.isin(self.actors, list(actors)))
 
-    def batches(self, index: np.ndarray, size: int, rng: np.random.Generator | None) -> list[Batch]:
+    def batches(
+        self,
+        index: np.ndarray,
+        size: int,
+        rng: np.random.Generator | None,
+        speakers: SpeakerTable | None = None,
+    ) -> list[Batch]:
+        """Batches of the clips at `index` (shuffled with `rng`), with each clip's actor's
+        statistics attached when given a SpeakerTable."""
         order = rng.permutation(index) if rng is not None else index
         no_video = np.zeros((0, 64, 64), np.uint8)
         out = []
@@ -123,39 +131,19 @@ class Corpus:
             batch = collate(
                 [self.clips[i] for i in chunk], [no_video] * len(chunk), self.labels[chunk]
             )
-            batch.actor_rows = torch.from_numpy(self.actors[chunk])  # for `SpeakerFunctionals`
+            if speakers is not None:
+                batch = speakers.attach(batch, [str(a) for a in self.actors[chunk]])
             out.append(batch)
         return out
 
-
-class SpeakerFunctionals:
-    """Screening only: the model's utterance functionals z-scored by each clip's own actor's
-    statistics (over all of that actor's clips, no labels) instead of the training split's. The
-    actor of each row reaches the head through `feed`, which wraps a batch list."""
-
-    def __init__(self, model: CrossModalTransformer, corpus: Corpus) -> None:
-        head = model.functionals_head
-        if head is None:
-            raise SystemExit("--speaker-functionals needs utterance_functionals=true")
-        size = head.functionals_mean.shape[0]
-        self.mean = torch.zeros(int(corpus.actors.max()) + 1, size)
-        self.std = torch.ones(int(corpus.actors.max()) + 1, size)
-        for actor in np.unique(corpus.actors):
-            own = corpus.batches(corpus.indices((int(actor),)), 64, None)
-            mean, std = functionals_statistics(model, own)
-            self.mean[actor], self.std[actor] = mean, std.clamp(min=1e-3)
-        self.rows = torch.zeros(0, dtype=torch.long)
-
-        def forward(functionals: torch.Tensor) -> torch.Tensor:
-            standard = (functionals - self.mean[self.rows]) / self.std[self.rows]  # (B, K)
-            return head.linear(head.drop(standard))
-
-        head.forward = forward
-
-    def feed(self, batches: list[Batch]) -> Iterator[Batch]:
-        for batch in batches:
-            self.rows = batch.actor_rows
-            yield batch
+    def speaker_table(self) -> SpeakerTable | None:
+        """Every actor's statistics over all of that actor's clips (no labels), as the library
+        computes them from a manifest's speaker column."""
+        chunks = np.array_split(np.arange(len(self.clips)), max(1, len(self.clips) // 64))
+        return fit_speaker_table(
+            ([str(a) for a in self.actors[chunk]], self.batches(chunk, len(chunk), None)[0])
+            for chunk in chunks
+        )
 
 
 def _pairs(items: list[str]) -> dict[str, object]:
@@ -206,7 +194,6 @@ def run(
     config: TrainConfig,
     average_last: int,
     test: bool,
-    speaker_functionals: bool = False,
     fold: int = 0,
 ) -> dict[str, object]:
     """Train one seed; valid scores per epoch and of the final model (and test when asked)."""
@@ -217,12 +204,9 @@ def run(
     train_index = corpus.indices(tuple(a for a in range(1, 21) if a not in valid_actors))
     valid_index, test_index = corpus.indices(valid_actors), corpus.indices(range(21, 25))
     halves = (valid_actors[:2], valid_actors[2:])
-    valid = corpus.batches(valid_index, 32, None)
+    speakers = corpus.speaker_table() if model_config.functionals_norm == "speaker" else None
+    valid = corpus.batches(valid_index, 32, None, speakers)
     fit_normalisation(model, corpus.batches(train_index, 64, None))
-    hook = SpeakerFunctionals(model, corpus) if speaker_functionals else None
-
-    def fed(batches: list[Batch]) -> Iterable[Batch]:
-        return hook.feed(batches) if hook is not None else batches
 
     optimizer = make_optimizer(model, config)
     colearning = CoLearningConfig(mode="audio")
@@ -232,11 +216,11 @@ def run(
     began = time.perf_counter()
     for epoch in range(config.epochs):
         set_epoch_lr(optimizer, epoch, config)
-        train = corpus.batches(train_index, config.batch_size, rng)
-        stats = train_epoch(model, fed(train), optimizer, colearning, config, device)
+        train = corpus.batches(train_index, config.batch_size, rng, speakers)
+        stats = train_epoch(model, train, optimizer, colearning, config, device)
         if epoch >= config.epochs - average_last:
             average.update(model)
-        probs, labels = predict(model, fed(valid), ["a"], device)["a"]
+        probs, labels = predict(model, valid, ["a"], device)["a"]
         epoch_scores = scores(probs, labels, corpus.actors[valid_index], halves)
         if epoch_scores["tuned"] > best[0]:
             state = {k: v.clone() for k, v in model.state_dict().items()}
@@ -254,7 +238,7 @@ def run(
     else:
         model.load_state_dict(best[2])
         chosen = f"best valid epoch {best[1]}"
-    probs, labels = predict(model, fed(valid), ["a"], device)["a"]
+    probs, labels = predict(model, valid, ["a"], device)["a"]
     result: dict[str, object] = {
         "final": chosen,
         "valid": scores(probs, labels, corpus.actors[valid_index], halves),
@@ -263,12 +247,19 @@ def run(
     if test:
         thresholds = metrics.tune_thresholds(probs, labels)
         test_probs, test_labels = predict(
-            model, fed(corpus.batches(test_index, 32, None)), ["a"], device
+            model, corpus.batches(test_index, 32, None, speakers), ["a"], device
         )["a"]
         result["test"] = metrics.emotion_metrics(test_probs, test_labels, thresholds)
         result["test_fixed"] = metrics.emotion_metrics(
             test_probs, test_labels, np.full(len(EMOTIONS), 0.5)
         )
+        if speakers is not None:  # as labelling new media sees it: no speaker, the split's stats
+            pooled_probs, _ = predict(model, corpus.batches(test_index, 32, None), ["a"], device)[
+                "a"
+            ]
+            result["test_without_speakers"] = metrics.emotion_metrics(
+                pooled_probs, test_labels, thresholds
+            )
     return result
 
 
@@ -289,11 +280,6 @@ def main() -> int:
     parser.add_argument(
         "--speaker-norm", action="store_true", help="z-score each clip by its actor's statistics"
     )
-    parser.add_argument(
-        "--speaker-functionals",
-        action="store_true",
-        help="z-score the utterance functionals by each clip's actor's statistics",
-    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if not args.cache.exists():
@@ -306,18 +292,17 @@ def main() -> int:
     for seed in args.seeds:
         config = TrainConfig(**{**_pairs(args.train), "seed": seed})
         print(f"seed {seed}: {model_config.to_dict()} {config.to_dict()}", flush=True)
-        result = run(
-            corpus, model_config, config, args.average_last, args.test,
-            args.speaker_functionals, args.fold,
-        )  # fmt: skip
+        result = run(corpus, model_config, config, args.average_last, args.test, args.fold)
         print(json.dumps({"seed": seed, **result}, default=float), flush=True)
         results.append(result)
     for key in ("tuned", "fixed", "cross"):
         values = [r["valid"][key] for r in results]
         print(f"valid {key}: {np.mean(values):.3f} ± {np.std(values):.3f}")
     if args.test:
-        values = [r["test"]["f1"] for r in results]
-        print(f"test macro-F1: {np.mean(values):.3f} ± {np.std(values):.3f}")
+        for key in ("test", "test_without_speakers"):
+            values = [r[key]["f1"] for r in results if key in r]
+            if values:
+                print(f"{key} macro-F1: {np.mean(values):.3f} ± {np.std(values):.3f}")
     return 0
 
 

@@ -62,6 +62,7 @@ class Segment:
     end_s: float
     split: str | None = None  # train / valid / test, or None
     intensities: tuple[float | None, ...] = (None,) * len(EMOTIONS)  # None: unlabelled
+    speaker: str | None = None  # the manifest's speaker, None: unknown
 
 
 @dataclasses.dataclass
@@ -129,7 +130,8 @@ def parse_manifest(text: str, base: str) -> list[Segment]:
             else None
             for emotion in EMOTIONS
         )
-        segment = Segment(resolve_uri(uri, base), start, end, split, intensities)
+        speaker = (record.get("speaker") or "").strip() or None
+        segment = Segment(resolve_uri(uri, base), start, end, split, intensities, speaker)
         clip_id = clip_id_for(segment.uri, start, end)
         if clip_id in seen:
             raise ManifestError(f"manifest line {line}: same clip as line {seen[clip_id]}")
@@ -277,6 +279,7 @@ class ClipExtractor:
             "start_s": float(segment.start_s),
             "end_s": float(segment.end_s),
             "split": segment.split,
+            "speaker": segment.speaker,
             "has_audio": has_audio,
             "has_visual": has_visual,
             "audio_features": np.ascontiguousarray(audio, AUDIO_DTYPE).tobytes()

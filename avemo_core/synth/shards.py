@@ -48,6 +48,9 @@ class ShardSpec:
     visual_px: int = 64  # side of the grey face crop
     noise: float = 0.6  # noise std relative to a full-intensity cue
     files: int = 2  # parquet files the rows are spread over
+    # named speakers (spk00, spk01, ...; row i speaks as i % speakers), each shifting its clips'
+    # audio by a fixed per-bin offset; 0: no speaker column values (null), no offsets
+    speakers: int = 0
 
 
 def _patterns(audio_dims: int, visual_px: int) -> tuple[np.ndarray, np.ndarray]:
@@ -73,6 +76,9 @@ def make_rows(spec: ShardSpec) -> list[dict]:
     rng = np.random.default_rng(spec.seed)
     audio_pat, visual_pat = _patterns(spec.audio_dims, spec.visual_px)
     splits = _split_names(spec, rng)
+    offsets = np.random.default_rng(spec.seed + 1).normal(
+        0.0, 1.0, (spec.speakers, spec.audio_dims)
+    )
     rows = []
     for i in range(spec.clips):
         present = rng.random(len(EMOTIONS)) < spec.emotion_rate
@@ -90,6 +96,8 @@ def make_rows(spec: ShardSpec) -> list[dict]:
         audio = (u @ audio_pat)[None, :] + rng.normal(
             0.0, spec.noise, (ta, spec.audio_dims)
         )  # (Ta, F)
+        if spec.speakers:
+            audio = audio + offsets[i % spec.speakers]  # (Ta, F): the speaker's own voice
         cue = np.tensordot(u, visual_pat, axes=1)  # (H, W)
         noise = rng.normal(0.0, spec.noise, (tv, spec.visual_px, spec.visual_px))  # (Tv, H, W)
         visual = np.clip(128.0 + 40.0 * (cue[None] + noise), 0, 255)  # (Tv, H, W)
@@ -103,6 +111,7 @@ def make_rows(spec: ShardSpec) -> list[dict]:
             "start_s": 0.0,
             "end_s": end_s,
             "split": splits[i],
+            "speaker": f"spk{i % spec.speakers:02d}" if spec.speakers else None,
             "has_audio": has_audio,
             "has_visual": has_visual,
             "audio_features": audio.astype(AUDIO_DTYPE).tobytes(),

@@ -66,7 +66,9 @@ class MediaTask:
     def from_json(cls, uri: str, raw: list[Any] | None) -> MediaTask:
         segments = None
         if raw is not None:
-            segments = tuple(Segment(u, s, e, sp, tuple(i)) for u, s, e, sp, i in raw)
+            segments = tuple(
+                Segment(u, s, e, sp, tuple(i), speaker) for u, s, e, sp, i, speaker in raw
+            )
         return cls(uri=uri, segments=segments)
 
 

@@ -12,15 +12,19 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import fsspec
+import numpy as np
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from avemo_core.data import Batch, batch_from_columns
 from avemo_core.labels import EMOTIONS, SPLITS
 from avemo_core.schema import META_CONFIG
+from avemo_core.speakers import fit_speaker_table
 from pipelines.shard_reads import read_shards
 from pipelines.storage import as_arrow, filesystem, storage_options_from_env
 
@@ -42,6 +46,7 @@ SHAPE_COLUMNS = (
 AUDIO_COLUMN = "audio_features"
 VISUAL_COLUMN = "visual_features"
 FACE_FLAGS_COLUMN = "visual_face_flags"  # since clip schema 2; version-1 shards lack it
+SPEAKER_COLUMN = "speaker"  # since clip schema 3: groups clips for speaker statistics
 
 
 @dataclasses.dataclass(frozen=True)
@@ -106,7 +111,7 @@ def batch_columns(mode: str = "colearn") -> list[str]:
     """Columns to read for `mode`; single-modal baselines leave the other modality on disk."""
     visual = [VISUAL_COLUMN, FACE_FLAGS_COLUMN]
     features = {"audio": [AUDIO_COLUMN], "visual": visual}.get(mode, [AUDIO_COLUMN, *visual])
-    return [*SHAPE_COLUMNS, *features, *EMOTIONS]
+    return [*SHAPE_COLUMNS, *features, *EMOTIONS, SPEAKER_COLUMN]
 
 
 def _filesystem(root: str) -> tuple[fsspec.AbstractFileSystem, str]:
@@ -235,7 +240,14 @@ class LocalBatches:
     Re-iterable: the rows are read once, kept as compact feature blobs, and padded per pass.
     """
 
-    def __init__(self, info: ShardInfo, split: str, batch_size: int, **caps: int) -> None:
+    def __init__(
+        self,
+        info: ShardInfo,
+        split: str,
+        batch_size: int,
+        speaker_statistics: bool = False,
+        **caps: int,
+    ) -> None:
         fs, _ = _filesystem(info.root)
         try:
             table = pq.read_table(
@@ -254,12 +266,44 @@ class LocalBatches:
             for chunk in table.to_batches(max_chunksize=batch_size)
         ]
         self.caps = caps  # max_audio_frames / max_visual_frames for batch_from_columns
+        # the split's own speakers, for a model that standardises its functionals per speaker
+        self.speakers = fit_speaker_table(self._batches()) if speaker_statistics else None
 
-    def __iter__(self) -> Any:
-        from avemo_core.data import batch_from_columns
-
+    def _batches(self) -> Iterator[tuple[list[str | None], Batch]]:
+        """(speakers, batch) per chunk; speakers all None in shards without the column."""
         for columns in self.chunks:
-            yield batch_from_columns(columns, **self.caps)
+            size = len(columns["has_audio"])
+            speakers = list(columns.get(SPEAKER_COLUMN, [None] * size))
+            yield speakers, batch_from_columns(columns, **self.caps)
+
+    def __iter__(self) -> Iterator[Batch]:
+        for speakers, batch in self._batches():
+            yield self.speakers.attach(batch, speakers) if self.speakers is not None else batch
+
+
+def speaker_table(info: ShardInfo, splits: tuple[str, ...], batch_size: int = 64) -> Any:
+    """The SpeakerTable of the named speakers in `splits`, read file by file in this process
+    (audio columns only); None when no clip there has a speaker (a manifest without one)."""
+    if SPEAKER_COLUMN not in info.columns:
+        return None
+    fs, _ = _filesystem(info.root)
+    columns = info.present([*SHAPE_COLUMNS, AUDIO_COLUMN, SPEAKER_COLUMN, "split"])
+
+    def chunks() -> Iterator[tuple[list[str | None], Batch]]:
+        for path in info.files:
+            with fs.open(path, "rb") as handle:
+                for chunk in pq.ParquetFile(handle).iter_batches(batch_size, columns=columns):
+                    data = chunk.to_pydict()
+                    rows = [i for i, split in enumerate(data["split"]) if split in splits]
+                    if not rows:
+                        continue
+                    picked = {k: np.asarray([v[i] for i in rows], object) for k, v in data.items()}
+                    picked[VISUAL_COLUMN] = np.full(len(rows), b"", object)
+                    picked["has_visual"] = np.zeros(len(rows), bool)
+                    speakers = list(picked[SPEAKER_COLUMN])
+                    yield speakers, batch_from_columns(picked)
+
+    return fit_speaker_table(chunks())
 
 
 def sample_rows(info: ShardInfo, split: str, rows: int, columns: list[str]) -> Any:

@@ -92,7 +92,9 @@ def run_train_job(
         )
         if register_as is None:
             return TrainJobResult(outcome, None)
-        valid = datasets.LocalBatches(info, "valid", train_config.batch_size)
+        valid = datasets.LocalBatches(
+            info, "valid", train_config.batch_size, speaker_statistics=True
+        )
         example = datasets.sample_rows(info, "valid", 2, list(FEATURE_COLUMNS))
 
         def rescore(checkpoint_dir: Path) -> Selection:

@@ -45,6 +45,7 @@ from avemo_core.labels import CONDITIONS, EMOTIONS
 from avemo_core.metrics import ThresholdConfig
 from avemo_core.model import CrossModalTransformer, ModelConfig
 from avemo_core.selection import SCORE_KEY, TRAINED_CONDITIONS, Selection
+from avemo_core.speakers import SpeakerTable
 from pipelines import tracking
 from pipelines.train import datasets
 
@@ -195,9 +196,15 @@ class _ShardBatches:
     shuffled in a local buffer of a few batches when given a seed."""
 
     def __init__(
-        self, shard: Any, config: training.TrainConfig, pin: bool, seed: int | None
+        self,
+        shard: Any,
+        config: training.TrainConfig,
+        pin: bool,
+        seed: int | None,
+        speakers: SpeakerTable | None = None,
     ) -> None:
         self.shard, self.config, self.pin, self.seed = shard, config, pin, seed
+        self.speakers = speakers
         self.on_step: Any = None
 
     def __iter__(self) -> Iterator[Batch]:
@@ -210,26 +217,40 @@ class _ShardBatches:
         for step, columns in enumerate(columns_iter):
             if self.on_step is not None:
                 self.on_step(step)
-            yield _to_batch(columns, self.config, self.pin)
+            yield _to_batch(columns, self.config, self.pin, self.speakers)
 
 
 class _CachedBatches:
     """The validation split read once (compact feature blobs) and padded again on every pass:
     validation runs one pass per condition and epoch, and each Ray Data pass costs a job start."""
 
-    def __init__(self, shard: Any, config: training.TrainConfig, pin: bool) -> None:
+    def __init__(
+        self,
+        shard: Any,
+        config: training.TrainConfig,
+        pin: bool,
+        speakers: SpeakerTable | None = None,
+    ) -> None:
         self.chunks = list(shard.iter_batches(batch_size=config.batch_size, batch_format="numpy"))
-        self.config, self.pin = config, pin
+        self.config, self.pin, self.speakers = config, pin, speakers
 
     def __iter__(self) -> Iterator[Batch]:
         for columns in self.chunks:
-            yield _to_batch(columns, self.config, self.pin)
+            yield _to_batch(columns, self.config, self.pin, self.speakers)
 
 
-def _to_batch(columns: dict[str, np.ndarray], config: training.TrainConfig, pin: bool) -> Batch:
+def _to_batch(
+    columns: dict[str, np.ndarray],
+    config: training.TrainConfig,
+    pin: bool,
+    speakers: SpeakerTable | None = None,
+) -> Batch:
     batch = batch_from_columns(
         _fill_missing_modality(columns), config.max_audio_frames, config.max_visual_frames
     )
+    if speakers is not None:
+        size = len(columns["has_audio"])
+        batch = speakers.attach(batch, list(columns.get(datasets.SPEAKER_COLUMN, [None] * size)))
     return batch.pin_memory() if pin else batch
 
 
@@ -326,9 +347,12 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     )
     train_shard = ray.train.get_dataset_shard("train")
     pin = device.type == "cuda"
+    speakers = SpeakerTable.from_dict(config["speakers"]) if config.get("speakers") else None
 
     def train_batches(epoch: int) -> _ShardBatches:
-        batches = _ShardBatches(train_shard, train_config, pin, seed=train_config.seed + epoch)
+        batches = _ShardBatches(
+            train_shard, train_config, pin, seed=train_config.seed + epoch, speakers=speakers
+        )
         batches.on_step = _die_hook(
             config.get("die_at"), config.get("die_marker"), epoch, rank, world
         )
@@ -338,9 +362,9 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     if rank == 0:  # held in memory when the splits fit the object store, else read every pass
         valid_shard = ray.train.get_dataset_shard("valid")
         valid = (
-            _CachedBatches(valid_shard, train_config, pin)
+            _CachedBatches(valid_shard, train_config, pin, speakers)
             if config["cached"]
-            else _ShardBatches(valid_shard, train_config, pin, seed=None)
+            else _ShardBatches(valid_shard, train_config, pin, seed=None, speakers=speakers)
         )
     logger = (
         tracking.EpochLogger(config["tracking_uri"], config["mlflow_run_id"]) if rank == 0 else None
@@ -494,6 +518,24 @@ def latest_run_name(storage_uri: str) -> str | None:
     return max(found)[1] if found else None
 
 
+def _speaker_table(
+    info: datasets.ShardInfo, model_config: ModelConfig, log: Callable[[str], None]
+) -> SpeakerTable | None:
+    """The train and valid speakers' statistics, for a model that standardises its functionals
+    per speaker; None for any other model, or data without speakers (it says so)."""
+    if model_config.functionals_norm != "speaker":
+        return None
+    table = datasets.speaker_table(info, ("train", "valid"))
+    if table is None:
+        log(
+            "train: the shards name no speakers (a manifest with a speaker column does): the "
+            "functionals are standardised by the training split's statistics instead"
+        )
+        return None
+    log(f"train: functionals standardised per speaker ({len(table.speakers)} speakers)")
+    return table
+
+
 def run_training(
     settings: RunSettings,
     model_config: ModelConfig,
@@ -528,6 +570,7 @@ def run_training(
     )
     splits, cache_plan = _datasets(info, colearning.mode, settings, train_config.seed)
     log(cache_plan.line())
+    speakers = _speaker_table(info, model_config, log)
     params = {
         **tracking.flat_params("model", model_config.to_dict()),
         **tracking.flat_params("train", train_config.to_dict()),
@@ -545,6 +588,7 @@ def run_training(
         "selection.trained_conditions": ",".join(plan["trained"]),
         "data.cached": cache_plan.cache,
         "data.estimated_bytes": cache_plan.needed_bytes,
+        "data.speakers": len(speakers.speakers) if speakers is not None else 0,
     }
     run_id = tracking.start_or_resume_run(
         settings.tracking_uri,
@@ -579,6 +623,7 @@ def run_training(
         "feature_config": info.feature_config,
         "data_fingerprint": info.fingerprint,
         "trained_conditions": plan["trained"],
+        "speakers": speakers.to_dict() if speakers is not None else None,
         "tracking_uri": settings.tracking_uri,
         "mlflow_run_id": run_id,
         "die_at": die_at,

@@ -58,15 +58,16 @@ def test_fixed_windows_cover_the_file() -> None:
 
 def test_manifest_resolves_relative_uris_and_reads_labels() -> None:
     text = (
-        "uri,start_s,end_s,split,happiness,sadness,anger,fear,disgust,surprise\n"
-        "clips/a.mp4,0,2.5,train,1.5,0,0,,0,0.3\n"
-        "/abs/b.mp4,1,3,,,,,,,\n"
-        "s3://bkt/c.mp4,0,1,test,0,0,0,0,0,0\n"
+        "uri,start_s,end_s,split,happiness,sadness,anger,fear,disgust,surprise,speaker\n"
+        "clips/a.mp4,0,2.5,train,1.5,0,0,,0,0.3,actor 07\n"
+        "/abs/b.mp4,1,3,,,,,,,,\n"
+        "s3://bkt/c.mp4,0,1,test,0,0,0,0,0,0, \n"
     )
     local = parse_manifest(text, "/data/corpus")
     assert [s.uri for s in local] == ["/data/corpus/clips/a.mp4", "/abs/b.mp4", "s3://bkt/c.mp4"]
     assert local[0].split == "train" and local[0].intensities == (1.5, 0.0, 0.0, None, 0.0, 0.3)
     assert local[1].split is None and local[1].intensities == (None,) * len(EMOTIONS)
+    assert [s.speaker for s in local] == ["actor 07", None, None]  # blank: unknown
     remote = parse_manifest(text, "s3://bkt/corpus")
     assert remote[0].uri == "s3://bkt/corpus/clips/a.mp4"
     assert resolve_uri("../x.wav", "s3://bkt/corpus/sub") == "s3://bkt/corpus/x.wav"
@@ -112,11 +113,13 @@ def test_rows_hold_decodable_features(extractor: ClipExtractor, tmp_path: Path) 
         assert all(row[e] is None for e in EMOTIONS)
 
 
-def test_manifest_segments_carry_split_and_labels(extractor: ClipExtractor, tmp_path: Path) -> None:
+def test_manifest_segments_carry_split_labels_and_speaker(
+    extractor: ClipExtractor, tmp_path: Path
+) -> None:
     path = mf.mp4(tmp_path / "av.mp4", 3.0)
     intensities = (0.0, 2.0, 0.0, 0.0, 1.0, 0.0)
     segments = [
-        Segment(str(path), 0.5, 2.0, "valid", intensities),
+        Segment(str(path), 0.5, 2.0, "valid", intensities, "actor 07"),
         Segment(str(path), 1.0, 3.5, "train", intensities),  # runs past the end: features to 3 s
     ]
     rows = extract(extractor, path, segments)
@@ -126,6 +129,7 @@ def test_manifest_segments_carry_split_and_labels(extractor: ClipExtractor, tmp_
     ]
     assert [r["visual_frames"] for r in rows] == [8, 10]
     assert [r["sadness"] for r in rows] == [2.0, 2.0]
+    assert [r["speaker"] for r in rows] == ["actor 07", None]
 
 
 def test_segment_after_the_end_fails_the_file(extractor: ClipExtractor, tmp_path: Path) -> None:

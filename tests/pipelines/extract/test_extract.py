@@ -202,16 +202,18 @@ def test_rerun_after_a_fix_extracts_just_that_file(
     assert sum(1 for r in read_rows(out) if r["source_uri"] == str(own / "bad/notes.mp4")) == 1
 
 
-def test_manifest_segments_labels_and_missing_media(ray_cluster: None, tmp_path: Path) -> None:
+def test_manifest_segments_labels_speakers_and_missing_media(
+    ray_cluster: None, tmp_path: Path
+) -> None:
     corpus = tmp_path / "corpus"
     (corpus / "clips").mkdir(parents=True)
     mf.mp4(corpus / "clips/a.mp4", 3.0)
     mf.mp4(corpus / "clips/unlabelled.mp4", 1.0)
     (corpus / "manifest.csv").write_text(
-        "uri,start_s,end_s,split,happiness,sadness,anger,fear,disgust,surprise\n"
-        "clips/a.mp4,0,1.5,train,1,0,0,0,0,0\n"
-        "clips/a.mp4,1.5,3,valid,0,0,2,0,0,0\n"
-        "clips/gone.mp4,0,1,test,0,0,0,0,0,0\n"
+        "uri,start_s,end_s,split,happiness,sadness,anger,fear,disgust,surprise,speaker\n"
+        "clips/a.mp4,0,1.5,train,1,0,0,0,0,0,ann\n"
+        "clips/a.mp4,1.5,3,valid,0,0,2,0,0,0,\n"
+        "clips/gone.mp4,0,1,test,0,0,0,0,0,0,bob\n"
     )
     out = tmp_path / "out"
     summary = run_extract(
@@ -222,10 +224,10 @@ def test_manifest_segments_labels_and_missing_media(ray_cluster: None, tmp_path:
         (str(corpus / "clips/gone.mp4"), "not_found")
     ]
     rows = sorted(read_rows(out), key=lambda r: r["start_s"])
-    assert [(r["start_s"], r["end_s"], r["split"], r["happiness"], r["anger"]) for r in rows] == [
-        (0.0, 1.5, "train", 1.0, 0.0),
-        (1.5, 3.0, "valid", 0.0, 2.0),
-    ]
+    assert [
+        (r["start_s"], r["end_s"], r["split"], r["happiness"], r["anger"], r["speaker"])
+        for r in rows
+    ] == [(0.0, 1.5, "train", 1.0, 0.0, "ann"), (1.5, 3.0, "valid", 0.0, 2.0, None)]
     assert (out / "_errors" / f"{media_id_for(str(corpus / 'clips/gone.mp4'))}.json").exists()
 
 

@@ -14,7 +14,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
+from avemo_core import training
 from avemo_core.checkpoint import load_checkpoint
 from avemo_core.colearning import CoLearningConfig
 from avemo_core.labels import CONDITIONS, EMOTIONS
@@ -212,3 +214,37 @@ def test_colearn_on_audio_only_data_is_scored_and_served_on_a_alone(
         assert re.search(
             r"valid a F1 \d\.\d{3} WA \d\.\d{3}  val_score \d\.\d{3} \(a\)  [\d.]+ s", line[0]
         )
+
+
+def test_speakers_standardise_the_functionals_in_training_and_evaluation(
+    ray_cluster: None,
+    mlflow_uri: str,
+    tmp_path_factory: pytest.TempPathFactory,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    root = tmp_path_factory.mktemp("speaker-shards")
+    write_clip_shards(root, dataclasses.replace(TINY_SPEC, speakers=6))
+    settings = RunSettings(
+        data_uri=str(root),
+        run_name="speakers",
+        storage_uri=str(tmp_path_factory.mktemp("speaker-runs")),
+        tracking_uri=mlflow_uri,
+        experiment="test-train-speakers",
+    )
+    model = ModelConfig.named("tiny", utterance_functionals=True, functionals_norm="speaker")
+    outcome = run_training(
+        settings, model, TrainConfig(epochs=1, batch_size=8, seed=2), CoLearningConfig()
+    )
+    run = tracking.client(mlflow_uri).get_run(outcome.run_id)
+    assert run.data.params["data.speakers"] == "6"  # the train and valid clips' six speakers
+    assert "functionals standardised per speaker (6 speakers)" in capfd.readouterr().out
+    saved = load_checkpoint(outcome.checkpoint_dir)
+    assert saved.model.config.functionals_norm == "speaker"
+    info = datasets.inspect_shards(str(root))
+    with_speakers = datasets.LocalBatches(info, "test", 16, speaker_statistics=True)
+    assert with_speakers.speakers is not None and len(with_speakers.speakers.speakers) == 6
+    by_speaker = training.predict(saved.model, with_speakers, ["a"], torch.device("cpu"))["a"][0]
+    anonymous = datasets.LocalBatches(info, "test", 16)  # as labelling sees new media
+    by_split = training.predict(saved.model, anonymous, ["a"], torch.device("cpu"))["a"][0]
+    assert by_speaker.shape == by_split.shape and not np.allclose(by_speaker, by_split)
+    assert set(evaluation.evaluate(saved, with_speakers)) == set(saved.conditions)
