@@ -247,15 +247,17 @@ def test_a_clip_without_face_frames_has_no_visual_input(tmp_path: Path) -> None:
 
 
 def version_1_schema() -> pa.Schema:
-    """The clip schema as version 1 wrote it: no face flags."""
+    """The clip schema as version 1 wrote it: no face flags, no speaker."""
     current = clip_schema()
-    fields = [f for f in current if f.name != "visual_face_flags"]
+    fields = [f for f in current if f.name not in ("visual_face_flags", "speaker")]
     return pa.schema(fields, metadata={**current.metadata, schema.META_SCHEMA_VERSION: b"1"})
 
 
 def test_version_1_shards_are_still_read(tmp_path: Path, rows: list[dict]) -> None:
     """Version 1 has no per-frame flags: every visual frame counts, as it did."""
-    v1_rows = [{k: v for k, v in r.items() if k != "visual_face_flags"} for r in rows]
+    v1_rows = [
+        {k: v for k, v in r.items() if k not in ("visual_face_flags", "speaker")} for r in rows
+    ]
     for r in v1_rows:
         r["schema_version"] = 1
     path = tmp_path / "v1.parquet"

@@ -98,3 +98,26 @@ def test_training_streams_when_the_budget_is_tiny(
     assert "valid/av/f1" in outcome.metrics  # validation read the valid split from Parquet
     params = tracking.client(mlflow_uri).get_run(outcome.run_id).data.params
     assert params["data.cached"] == "False"
+
+
+def test_speakers_come_from_the_shards_and_version_2_shards_have_none(tmp_path: Path) -> None:
+    import pyarrow.parquet as pq
+
+    named = tmp_path / "named"
+    write_clip_shards(named, ShardSpec(clips=30, speakers=3, files=2))
+    info = datasets.inspect_shards(str(named))
+    table = datasets.speaker_table(info, ("train", "valid"))
+    assert table is not None and table.speakers == ("spk00", "spk01", "spk02")
+    local = datasets.LocalBatches(info, "test", 8, speaker_statistics=True)
+    assert local.speakers is not None
+    batch = next(iter(local))
+    assert batch.functionals_centre is not None and batch.functionals_centre.shape[0] == len(batch)
+    # The same rows as schema version 2 wrote them: no speaker column, every speaker unknown.
+    older = tmp_path / "older"
+    older.mkdir()
+    for path in sorted(named.glob("*.parquet")):
+        pq.write_table(pq.read_table(path).drop_columns(["speaker"]), older / path.name)
+    info = datasets.inspect_shards(str(older))
+    assert datasets.speaker_table(info, ("train", "valid")) is None
+    local = datasets.LocalBatches(info, "test", 8, speaker_statistics=True)
+    assert local.speakers is None and next(iter(local)).functionals_centre is None
