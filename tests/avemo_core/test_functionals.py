@@ -96,6 +96,7 @@ def test_small_has_functionals_and_checkpoints_without_the_field_still_load(
     tmp_path: Path,
 ) -> None:
     assert ModelConfig.named("small").utterance_functionals
+    assert ModelConfig.named("small").functionals_norm == "speaker"  # where data name speakers
     assert not ModelConfig().utterance_functionals  # the field's default: what old configs mean
     model = tiny_with_functionals()
     fit_normalisation(model, [random_batch(5)])
