@@ -71,6 +71,13 @@ def run(args: argparse.Namespace) -> int:
     results = evaluate(checkpoint, batches)
     version = f" v{resolved.version}" if resolved.version else ""
     print(f"{resolved.name or resolved.uri}{version} on {args.split} ({batches.rows} clips)")
+    speakers = len(batches.speakers.speakers) if batches.speakers is not None else 0
+    if checkpoint.model.config.functionals_norm == "speaker":
+        print(
+            f"functionals standardised per speaker ({speakers} speakers in the split)"
+            if speakers
+            else "the shards name no speakers: functionals standardised by the training split's"
+        )
     print(format_table(results))
     if args.json:
         report = {
@@ -80,7 +87,12 @@ def run(args: argparse.Namespace) -> int:
                 "version": resolved.version,
                 "run_id": resolved.run_id,
             },
-            "data": {"uri": args.data, "split": args.split, "fingerprint": info.fingerprint},
+            "data": {
+                "uri": args.data,
+                "split": args.split,
+                "fingerprint": info.fingerprint,
+                "speakers": speakers,
+            },
             "metrics": {
                 c: {k: (None if math.isnan(v) else v) for k, v in scores.items()}
                 for c, scores in results.items()

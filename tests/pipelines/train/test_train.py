@@ -25,6 +25,7 @@ from avemo_core.model import ModelConfig
 from avemo_core.schema import FEATURE_COLUMNS, prob_column
 from avemo_core.synth.shards import ShardSpec, write_clip_shards
 from avemo_core.training import TrainConfig
+from jobs import cli
 from pipelines import model_uri, tracking
 from pipelines.train import datasets, evaluation, registry
 from pipelines.train.run import DIE_AT_ENV, OPTIMIZER_FILE, STATE_FILE, RunSettings, run_training
@@ -248,3 +249,12 @@ def test_speakers_standardise_the_functionals_in_training_and_evaluation(
     by_split = training.predict(saved.model, anonymous, ["a"], torch.device("cpu"))["a"][0]
     assert by_speaker.shape == by_split.shape and not np.allclose(by_speaker, by_split)
     assert set(evaluation.evaluate(saved, with_speakers)) == set(saved.conditions)
+    report = tmp_path_factory.mktemp("speaker-eval") / "eval.json"
+    code = cli.main(
+        ["evaluate", str(root), "--model", outcome.checkpoint_dir, "--json", str(report)]
+    )
+    assert code == 0
+    assert (
+        "functionals standardised per speaker (6 speakers in the split)" in capfd.readouterr().out
+    )
+    assert json.loads(report.read_text())["data"]["speakers"] == 6
