@@ -76,13 +76,14 @@ _FEATURE_FIELDS: list[pa.Field] = [
 ]
 # Feature columns that version-1 shards lack; readers select them only where present.
 FEATURE_COLUMNS_SINCE_V2: tuple[str, ...] = ("visual_face_flags",)
+SPEAKER_COLUMN = "speaker"  # since version 3: the manifest's speaker, null when unknown
 KEY_COLUMNS: tuple[str, ...] = tuple(field.name for field in _KEY_FIELDS)
 FEATURE_COLUMNS: tuple[str, ...] = tuple(field.name for field in _FEATURE_FIELDS)
 
 _CLIP_FIELDS: list[pa.Field] = [
     *_KEY_FIELDS,
     pa.field("split", pa.string()),
-    pa.field("speaker", pa.string()),  # the manifest's speaker, null when unknown (version >= 3)
+    pa.field(SPEAKER_COLUMN, pa.string()),
     *_FEATURE_FIELDS,
     pa.field("face_ratio", pa.float32(), nullable=False),
     pa.field("audio_active_ratio", pa.float32(), nullable=False),  # not silent (version >= 2)

@@ -31,6 +31,7 @@ from avemo_core.schema import (
     AUDIO_DTYPE,
     CLIP_SCHEMA_VERSION,
     FACE_FLAGS_DTYPE,
+    SPEAKER_COLUMN,
     VISUAL_DTYPE,
     clip_id_for,
     media_id_for,
@@ -279,7 +280,7 @@ class ClipExtractor:
             "start_s": float(segment.start_s),
             "end_s": float(segment.end_s),
             "split": segment.split,
-            "speaker": segment.speaker,
+            SPEAKER_COLUMN: segment.speaker,
             "has_audio": has_audio,
             "has_visual": has_visual,
             "audio_features": np.ascontiguousarray(audio, AUDIO_DTYPE).tobytes()

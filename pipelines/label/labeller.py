@@ -21,9 +21,11 @@ from avemo_core.labels import CONDITIONS, EMOTIONS
 from avemo_core.schema import (
     KEY_COLUMNS,
     LABEL_SCHEMA_VERSION,
+    SPEAKER_COLUMN,
     modalities_name,
     prob_column,
 )
+from avemo_core.speakers import SpeakerTable
 
 # Extra column a pipeline may attach: how many clips the row's media has (passed through).
 MEDIA_CLIPS_COLUMN = "media_clips"
@@ -35,13 +37,18 @@ def label_columns(
     model_info: Mapping[str, str],
     device: torch.device,
     max_frames: tuple[int, int],
+    speakers: SpeakerTable | None = None,
 ) -> dict[str, np.ndarray]:
     """Label-shard columns (plus `media_clips` when given) for a batch of clip-shard columns.
 
     Probabilities only for the conditions the model serves (others stay NaN, null on disk);
     `conditions` lists what ran on each row, `tags_condition` the one its tags come from.
+    `speakers`: the input's speaker statistics, for rows whose `speaker` column names one.
     """
-    batch = batch_from_columns(columns, max_frames[0], max_frames[1]).to(device)
+    batch = batch_from_columns(columns, max_frames[0], max_frames[1])
+    if speakers is not None and SPEAKER_COLUMN in columns:
+        batch = speakers.attach(batch, list(columns[SPEAKER_COLUMN]))
+    batch = batch.to(device)
     result = inference.infer(
         checkpoint.model, batch, checkpoint.conditions, checkpoint.thresholds, checkpoint.labels
     )
@@ -98,6 +105,7 @@ class Labeller:
         cache_dir: str | None = None,
         device: str = "auto",
         max_frames: tuple[int, int] = (3000, 150),
+        speakers: dict[str, list] | None = None,
     ) -> None:
         """`model_uri` is pinned (models:/NAME/VERSION, runs:/RUN/PATH or a checkpoint folder
         every node can read); a download is made once per node and cache."""
@@ -108,6 +116,9 @@ class Labeller:
         self.checkpoint = load_checkpoint(directory, map_location=str(self.device))
         self.model_info = dict(model_info)
         self.max_frames = max_frames
+        self.speakers = SpeakerTable.from_dict(speakers) if speakers else None
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        return label_columns(self.checkpoint, batch, self.model_info, self.device, self.max_frames)
+        return label_columns(
+            self.checkpoint, batch, self.model_info, self.device, self.max_frames, self.speakers
+        )

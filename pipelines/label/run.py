@@ -28,7 +28,8 @@ import pyarrow.compute as pc
 from avemo_core.checkpoint import WEIGHTS_FILE, load_checkpoint
 from avemo_core.config import FrozenConfig, require
 from avemo_core.media.extractor_config import ExtractorConfig
-from avemo_core.schema import label_schema, media_id_for
+from avemo_core.schema import SPEAKER_COLUMN, label_schema, media_id_for
+from avemo_core.speakers import SpeakerTable
 from pipelines.label.labeller import MEDIA_CLIPS_COLUMN, Labeller
 from pipelines.label.store import LabelStore, ModelKey, new_run_id
 from pipelines.label.summary import summarise_media
@@ -302,8 +303,15 @@ def _inference_resources(config: LabelConfig) -> dict[str, Any]:
     return {"num_cpus": 1, "compute": pool, "device": "cpu"}
 
 
-def _dataset(plan: Plan, config: LabelConfig, model: PinnedModel, options: dict[str, Any]) -> Any:
-    """The streaming Ray Data pipeline: clip rows (read or extracted) -> Labeller actors."""
+def _dataset(
+    plan: Plan,
+    config: LabelConfig,
+    model: PinnedModel,
+    options: dict[str, Any],
+    speakers: SpeakerTable | None = None,
+) -> Any:
+    """The streaming Ray Data pipeline: clip rows (read or extracted) -> Labeller actors, with
+    the input's speaker statistics where the model uses them."""
     import ray.data
     from ray.data.expressions import col
 
@@ -316,7 +324,7 @@ def _dataset(plan: Plan, config: LabelConfig, model: PinnedModel, options: dict[
         dataset = read_shards(plan.shard_files, arrow_fs)
         present = set(dataset.schema().names)  # version-1 shards lack the face flags
         dataset = dataset.select_columns(
-            [c for c in (*KEY_COLUMNS, *FEATURE_COLUMNS) if c in present]
+            [c for c in (*KEY_COLUMNS, *FEATURE_COLUMNS, SPEAKER_COLUMN) if c in present]
         )
         if plan.skipped:
             dataset = dataset.filter(expr=col("media_id").is_in(plan.todo))
@@ -337,9 +345,11 @@ def _dataset(plan: Plan, config: LabelConfig, model: PinnedModel, options: dict[
             memory=DECODE_MEMORY_BYTES,
         )
     resources = _inference_resources(config)
+    kwargs = labeller_kwargs(config, model, resources.pop("device"))
+    kwargs["speakers"] = speakers.to_dict() if speakers is not None else None
     return dataset.map_batches(
         Labeller,
-        fn_constructor_kwargs=labeller_kwargs(config, model, resources.pop("device")),
+        fn_constructor_kwargs=kwargs,
         batch_size=config.batch_size,
         batch_format="numpy",
         **resources,
@@ -357,6 +367,24 @@ def labeller_kwargs(config: LabelConfig, model: PinnedModel, device: str) -> dic
         "device": device,
         "max_frames": (config.max_audio_frames, config.max_visual_frames),
     }
+
+
+def _speaker_table(
+    plan: Plan, config: LabelConfig, model: PinnedModel, log: Callable[[str], None]
+) -> SpeakerTable | None:
+    """Statistics of the speakers that clip-shard input names, for a model that standardises its
+    functionals per speaker; None otherwise (media input has no speakers: the training split's
+    statistics saved with the model serve)."""
+    if plan.kind != "shards":
+        return None
+    if load_checkpoint(model.checkpoint_dir).model.config.functionals_norm != "speaker":
+        return None
+    from pipelines.train import datasets
+
+    table = datasets.speaker_table(datasets.inspect_shards(config.input_uri), None)
+    if table is not None:
+        log(f"label: functionals standardised per speaker ({len(table.speakers)} speakers)")
+    return table
 
 
 def run_label(config: LabelConfig, log: Callable[[str], None] = print) -> dict[str, Any]:
@@ -381,7 +409,8 @@ def run_label(config: LabelConfig, log: Callable[[str], None] = print) -> dict[s
     )
     if plan.todo:
         ensure_ray(config.ray_address, config.num_cpus, LabelError)
-        for batch in _dataset(plan, config, model, options).iter_batches(
+        speakers = _speaker_table(plan, config, model, log)
+        for batch in _dataset(plan, config, model, options, speakers).iter_batches(
             batch_size=None, batch_format="pyarrow"
         ):
             committer.add(batch)

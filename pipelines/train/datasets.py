@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 
 from avemo_core.data import Batch, batch_from_columns
 from avemo_core.labels import EMOTIONS, SPLITS
-from avemo_core.schema import META_CONFIG
+from avemo_core.schema import META_CONFIG, SPEAKER_COLUMN
 from avemo_core.speakers import fit_speaker_table
 from pipelines.shard_reads import read_shards
 from pipelines.storage import as_arrow, filesystem, storage_options_from_env
@@ -46,7 +46,6 @@ SHAPE_COLUMNS = (
 AUDIO_COLUMN = "audio_features"
 VISUAL_COLUMN = "visual_features"
 FACE_FLAGS_COLUMN = "visual_face_flags"  # since clip schema 2; version-1 shards lack it
-SPEAKER_COLUMN = "speaker"  # since clip schema 3: groups clips for speaker statistics
 
 
 @dataclasses.dataclass(frozen=True)
@@ -281,20 +280,27 @@ class LocalBatches:
             yield self.speakers.attach(batch, speakers) if self.speakers is not None else batch
 
 
-def speaker_table(info: ShardInfo, splits: tuple[str, ...], batch_size: int = 64) -> Any:
-    """The SpeakerTable of the named speakers in `splits`, read file by file in this process
-    (audio columns only); None when no clip there has a speaker (a manifest without one)."""
+def speaker_table(
+    info: ShardInfo, splits: tuple[str, ...] | None, batch_size: int = 64, files: Any = None
+) -> Any:
+    """The SpeakerTable of the named speakers in `splits` (None: every row) of `files` (default:
+    all), read file by file in this process (audio columns only); None when no clip there has a
+    speaker (a manifest without one)."""
     if SPEAKER_COLUMN not in info.columns:
         return None
     fs, _ = _filesystem(info.root)
     columns = info.present([*SHAPE_COLUMNS, AUDIO_COLUMN, SPEAKER_COLUMN, "split"])
 
     def chunks() -> Iterator[tuple[list[str | None], Batch]]:
-        for path in info.files:
+        for path in files if files is not None else info.files:
             with fs.open(path, "rb") as handle:
                 for chunk in pq.ParquetFile(handle).iter_batches(batch_size, columns=columns):
                     data = chunk.to_pydict()
-                    rows = [i for i, split in enumerate(data["split"]) if split in splits]
+                    rows = [
+                        i
+                        for i, split in enumerate(data["split"])
+                        if splits is None or split in splits
+                    ]
                     if not rows:
                         continue
                     picked = {k: np.asarray([v[i] for i in rows], object) for k, v in data.items()}

@@ -44,6 +44,7 @@ from avemo_core.data import Batch, batch_from_columns
 from avemo_core.labels import CONDITIONS, EMOTIONS
 from avemo_core.metrics import ThresholdConfig
 from avemo_core.model import CrossModalTransformer, ModelConfig
+from avemo_core.schema import SPEAKER_COLUMN
 from avemo_core.selection import SCORE_KEY, TRAINED_CONDITIONS, Selection
 from avemo_core.speakers import SpeakerTable
 from pipelines import tracking
@@ -250,7 +251,7 @@ def _to_batch(
     )
     if speakers is not None:
         size = len(columns["has_audio"])
-        batch = speakers.attach(batch, list(columns.get(datasets.SPEAKER_COLUMN, [None] * size)))
+        batch = speakers.attach(batch, list(columns.get(SPEAKER_COLUMN, [None] * size)))
     return batch.pin_memory() if pin else batch
 
 

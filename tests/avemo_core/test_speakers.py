@@ -24,8 +24,9 @@ def voices(seed: int = 0) -> tuple[list[str | None], list[np.ndarray]]:
     rng = np.random.default_rng(seed)
     speakers: list[str | None] = ["ann"] * 5 + ["bob"] * 7 + [None]
     clips = [
-        (rng.normal(size=(int(rng.integers(12, 30)), 80)) + (3.0 if s == "bob" else 0.0))
-        .astype(np.float32)
+        (rng.normal(size=(int(rng.integers(12, 30)), 80)) + (3.0 if s == "bob" else 0.0)).astype(
+            np.float32
+        )
         for s in speakers
     ]
     return speakers, clips

@@ -26,16 +26,20 @@ WINDOW_S = 1.0
 
 
 def write_checkpoint(
-    directory: Path, seed: int = 0, conditions: dict[str, list[str]] | None = None
+    directory: Path,
+    seed: int = 0,
+    conditions: dict[str, list[str]] | None = None,
+    config: ModelConfig | None = None,
 ) -> Path:
     """A tiny random model whose feature config matches extraction with 1 s windows.
 
     `conditions` ({"trained": [...], "validated": [...]}) records what it was trained and
     validated on, and keeps thresholds for the validated ones only; without it the checkpoint
-    is one from before that record (it serves every condition it has thresholds for).
+    is one from before that record (it serves every condition it has thresholds for). `config`:
+    another model than `tiny`.
     """
     torch.manual_seed(seed)
-    config = ModelConfig.named("tiny")
+    config = config or ModelConfig.named("tiny")
     features = ExtractConfig(input_uri="-", output_uri="-", window_s=WINDOW_S).extractor_config()
     thresholds = THRESHOLDS
     metadata: dict = {}

@@ -17,10 +17,12 @@ import torch
 from avemo_core.checkpoint import load_checkpoint
 from avemo_core.data import batch_from_columns
 from avemo_core.labels import CONDITION_MODALITIES, EMOTIONS
+from avemo_core.model import ModelConfig
 from avemo_core.schema import label_schema, media_id_for
 from avemo_core.synth.shards import ShardSpec, make_rows, write_clip_shards
 from pipelines.label.run import LabelConfig, LabelError, run_label
 from pipelines.label.store import LabelStore
+from pipelines.train import datasets
 from tests.pipelines import media_factory
 from tests.pipelines.label.helpers import check_label_rows, probs, write_checkpoint
 
@@ -252,3 +254,27 @@ def test_cli_reports_a_bad_model_in_one_line(tmp_path: Path) -> None:
         "avemo label: error: models:/x: expected models:/NAME@ALIAS, models:/NAME/VERSION or "
         "runs:/RUN/PATH"
     ]
+
+
+def test_shards_that_name_speakers_are_labelled_with_their_statistics(tmp_path: Path) -> None:
+    config = ModelConfig.named("tiny", utterance_functionals=True, functionals_norm="speaker")
+    model_dir = write_checkpoint(tmp_path / "speaker-model", config=config)
+    spec = ShardSpec(clips=18, files=2, speakers=3, audio_only_share=0.0, visual_only_share=0.0)
+    write_clip_shards(tmp_path / "shards", spec)
+    lines: list[str] = []
+    run_label(_config(tmp_path / "shards", tmp_path / "out", model_dir), lines.append)
+    assert "label: functionals standardised per speaker (3 speakers)" in lines
+    labels = LabelStore(str(tmp_path / "out")).read_labels()
+    table = datasets.speaker_table(datasets.inspect_shards(str(tmp_path / "shards")), None)
+    assert table is not None
+    model = load_checkpoint(model_dir).model
+    rows = {row["clip_id"]: row for row in make_rows(spec)}
+    for i, clip_id in enumerate(labels.column("clip_id").to_pylist()[:6]):
+        row = rows[clip_id]
+        batch = batch_from_columns({key: [value] for key, value in row.items()})
+        with torch.inference_mode():
+            anonymous = torch.sigmoid(model(batch, "a"))[0].numpy()
+            own = torch.sigmoid(model(table.attach(batch, [row["speaker"]]), "a"))[0].numpy()
+        got = probs(labels.slice(i, 1), "a")[0]
+        np.testing.assert_allclose(got, own, atol=1e-5)  # its speaker's statistics, not none
+        assert not np.allclose(got, anonymous, atol=1e-4)
