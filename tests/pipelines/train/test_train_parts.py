@@ -18,6 +18,7 @@ from avemo_core import training
 from avemo_core.colearning import CoLearningConfig
 from avemo_core.labels import EMOTIONS
 from avemo_core.model import CrossModalTransformer, ModelConfig
+from avemo_core.schema import SPEAKER_COLUMN
 from avemo_core.selection import TRAINED_CONDITIONS, Selection
 from avemo_core.synth.shards import ShardSpec, write_clip_shards
 from pipelines.train import datasets
@@ -172,7 +173,9 @@ def test_split_dataset_reads_one_split_and_only_the_mode_columns(
 ) -> None:
     info = datasets.inspect_shards(str(shards))
     train = datasets.training_datasets(info, "audio")["train"]
-    assert set(train.columns()) == {*datasets.SHAPE_COLUMNS, "audio_features", *EMOTIONS}
+    assert set(train.columns()) == {
+        *datasets.SHAPE_COLUMNS, "audio_features", *EMOTIONS, SPEAKER_COLUMN
+    }  # fmt: skip
     assert train.count() == info.counts["train"]
     valid = datasets.split_dataset(info, "valid", datasets.batch_columns())
     assert "visual_features" in valid.columns() and valid.count() == info.counts["valid"]
