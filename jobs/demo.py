@@ -62,7 +62,7 @@ class DemoConfig(FrozenConfig):
     lr_schedule: str = "cosine"
     workers: int = 2  # Ray Train workers
     model_size: str = "tiny"  # tiny | small | base
-    # Unlabelled files to label, a tenth of them audio-only and a tenth video-only. With 8, one
+    # Unlabelled files to label, audio-only and video-only ones among them. With 8, one
     # set of files scored 0.35 and another 0.66 with the same model: 16 steady the printed mean.
     new_media: int = 16
     ray_cpus: int = 4  # logical CPUs of the local Ray cluster (2 training workers + data tasks)
