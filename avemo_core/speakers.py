@@ -17,16 +17,25 @@ clip, so standardising per speaker gives the same values either way, and the tab
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 
 from avemo_core.data import Batch
 from avemo_core.functionals import utterance_functionals
+from avemo_core.schema import SPEAKER_COLUMN
 
 PRIOR_CLIPS = 8.0  # pseudo-clips of the pooled statistics in each speaker's estimate
 _FLOOR = 1e-3  # smallest standard deviation used to divide (as FunctionalsHead's)
+
+
+def speakers_of(columns: Mapping[str, Any]) -> list[str | None]:
+    """Each row's speaker in a columnar chunk of clip rows; all None without the column (shards
+    before schema 3)."""
+    size = len(columns["has_audio"])
+    return list(columns[SPEAKER_COLUMN]) if SPEAKER_COLUMN in columns else [None] * size
 
 
 def raw_functionals(batch: Batch) -> tuple[np.ndarray, np.ndarray]:

@@ -60,7 +60,10 @@ def run(args: argparse.Namespace) -> int:
         info = datasets.inspect_shards(args.data)
         resolved = model_uri.resolve_model(args.model, args.mlflow_uri)
         checkpoint = load_checkpoint(resolved.checkpoint_dir)
-        batches = datasets.LocalBatches(info, args.split, args.batch_size, speaker_statistics=True)
+        by_speaker = checkpoint.model.config.functionals_norm == "speaker"
+        batches = datasets.LocalBatches(
+            info, args.split, args.batch_size, speaker_statistics=by_speaker
+        )
     except (
         datasets.DataError,
         tracking.TrackingError,

@@ -21,11 +21,10 @@ from avemo_core.labels import CONDITIONS, EMOTIONS
 from avemo_core.schema import (
     KEY_COLUMNS,
     LABEL_SCHEMA_VERSION,
-    SPEAKER_COLUMN,
     modalities_name,
     prob_column,
 )
-from avemo_core.speakers import SpeakerTable
+from avemo_core.speakers import SpeakerTable, speakers_of
 
 # Extra column a pipeline may attach: how many clips the row's media has (passed through).
 MEDIA_CLIPS_COLUMN = "media_clips"
@@ -46,8 +45,8 @@ def label_columns(
     `speakers`: the input's speaker statistics, for rows whose `speaker` column names one.
     """
     batch = batch_from_columns(columns, max_frames[0], max_frames[1])
-    if speakers is not None and SPEAKER_COLUMN in columns:
-        batch = speakers.attach(batch, list(columns[SPEAKER_COLUMN]))
+    if speakers is not None:
+        batch = speakers.attach(batch, speakers_of(columns))
     batch = batch.to(device)
     result = inference.infer(
         checkpoint.model, batch, checkpoint.conditions, checkpoint.thresholds, checkpoint.labels

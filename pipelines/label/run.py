@@ -28,6 +28,7 @@ import pyarrow.compute as pc
 from avemo_core.checkpoint import WEIGHTS_FILE, load_checkpoint
 from avemo_core.config import FrozenConfig, require
 from avemo_core.media.extractor_config import ExtractorConfig
+from avemo_core.model import ModelConfig
 from avemo_core.schema import SPEAKER_COLUMN, label_schema, media_id_for
 from avemo_core.speakers import SpeakerTable
 from pipelines.label.labeller import MEDIA_CLIPS_COLUMN, Labeller
@@ -308,7 +309,7 @@ def _dataset(
     config: LabelConfig,
     model: PinnedModel,
     options: dict[str, Any],
-    speakers: SpeakerTable | None = None,
+    log: Callable[[str], None] = print,
 ) -> Any:
     """The streaming Ray Data pipeline: clip rows (read or extracted) -> Labeller actors, with
     the input's speaker statistics where the model uses them."""
@@ -319,6 +320,7 @@ def _dataset(
     from pipelines.label.media import DECODE_MEMORY_BYTES, clip_tables
 
     checkpoint = load_checkpoint(model.checkpoint_dir)
+    speakers = _speaker_table(plan, config, checkpoint.model.config, log)
     if plan.kind == "shards":
         arrow_fs, _ = arrow_filesystem(config.input_uri, options)
         dataset = read_shards(plan.shard_files, arrow_fs)
@@ -370,14 +372,14 @@ def labeller_kwargs(config: LabelConfig, model: PinnedModel, device: str) -> dic
 
 
 def _speaker_table(
-    plan: Plan, config: LabelConfig, model: PinnedModel, log: Callable[[str], None]
+    plan: Plan, config: LabelConfig, model_config: ModelConfig, log: Callable[[str], None]
 ) -> SpeakerTable | None:
     """Statistics of the speakers that clip-shard input names, for a model that standardises its
     functionals per speaker; None otherwise (media input has no speakers: the training split's
     statistics saved with the model serve)."""
     if plan.kind != "shards":
         return None
-    if load_checkpoint(model.checkpoint_dir).model.config.functionals_norm != "speaker":
+    if model_config.functionals_norm != "speaker":
         return None
     from pipelines.train import datasets
 
@@ -409,8 +411,7 @@ def run_label(config: LabelConfig, log: Callable[[str], None] = print) -> dict[s
     )
     if plan.todo:
         ensure_ray(config.ray_address, config.num_cpus, LabelError)
-        speakers = _speaker_table(plan, config, model, log)
-        for batch in _dataset(plan, config, model, options, speakers).iter_batches(
+        for batch in _dataset(plan, config, model, options, log).iter_batches(
             batch_size=None, batch_format="pyarrow"
         ):
             committer.add(batch)

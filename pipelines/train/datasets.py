@@ -18,13 +18,15 @@ from typing import Any
 
 import fsspec
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from avemo_core.data import Batch, batch_from_columns
 from avemo_core.labels import EMOTIONS, SPLITS
 from avemo_core.schema import META_CONFIG, SPEAKER_COLUMN
-from avemo_core.speakers import fit_speaker_table
+from avemo_core.speakers import fit_speaker_table, speakers_of
 from pipelines.shard_reads import read_shards
 from pipelines.storage import as_arrow, filesystem, storage_options_from_env
 
@@ -260,10 +262,7 @@ class LocalBatches:
         if table.num_rows == 0:
             raise DataError(f"{info.root} has no rows in the {split!r} split")
         self.rows = table.num_rows
-        self.chunks = [
-            {name: chunk.column(name).to_numpy(zero_copy_only=False) for name in chunk.schema.names}
-            for chunk in table.to_batches(max_chunksize=batch_size)
-        ]
+        self.chunks = [_numpy_columns(chunk) for chunk in table.to_batches(batch_size)]
         self.caps = caps  # max_audio_frames / max_visual_frames for batch_from_columns
         # the split's own speakers, for a model that standardises its functionals per speaker
         self.speakers = fit_speaker_table(self._batches()) if speaker_statistics else None
@@ -271,45 +270,49 @@ class LocalBatches:
     def _batches(self) -> Iterator[tuple[list[str | None], Batch]]:
         """(speakers, batch) per chunk; speakers all None in shards without the column."""
         for columns in self.chunks:
-            size = len(columns["has_audio"])
-            speakers = list(columns.get(SPEAKER_COLUMN, [None] * size))
-            yield speakers, batch_from_columns(columns, **self.caps)
+            yield speakers_of(columns), batch_from_columns(columns, **self.caps)
 
     def __iter__(self) -> Iterator[Batch]:
         for speakers, batch in self._batches():
             yield self.speakers.attach(batch, speakers) if self.speakers is not None else batch
 
 
-def speaker_table(
-    info: ShardInfo, splits: tuple[str, ...] | None, batch_size: int = 64, files: Any = None
-) -> Any:
-    """The SpeakerTable of the named speakers in `splits` (None: every row) of `files` (default:
-    all), read file by file in this process (audio columns only); None when no clip there has a
-    speaker (a manifest without one)."""
+def fill_missing_modality(columns: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Columns read without one modality's feature blob (a single-modal baseline, or only the
+    audio): that modality becomes absent for all rows."""
+    size = len(columns["has_audio"])
+    for blob, flag in ((AUDIO_COLUMN, "has_audio"), (VISUAL_COLUMN, "has_visual")):
+        if blob not in columns:
+            columns = {**columns, blob: np.full(size, b"", object), flag: np.zeros(size, bool)}
+    return columns
+
+
+def speaker_table(info: ShardInfo, splits: tuple[str, ...] | None, batch_size: int = 64) -> Any:
+    """The SpeakerTable of the named speakers in `splits` (None: every row), read file by file
+    in this process (audio columns only); None when no clip there has a speaker (a manifest
+    without one)."""
     if SPEAKER_COLUMN not in info.columns:
         return None
     fs, _ = _filesystem(info.root)
     columns = info.present([*SHAPE_COLUMNS, AUDIO_COLUMN, SPEAKER_COLUMN, "split"])
 
     def chunks() -> Iterator[tuple[list[str | None], Batch]]:
-        for path in files if files is not None else info.files:
+        for path in info.files:
             with fs.open(path, "rb") as handle:
                 for chunk in pq.ParquetFile(handle).iter_batches(batch_size, columns=columns):
-                    data = chunk.to_pydict()
-                    rows = [
-                        i
-                        for i, split in enumerate(data["split"])
-                        if splits is None or split in splits
-                    ]
-                    if not rows:
+                    if splits is not None:
+                        chunk = chunk.filter(pc.is_in(chunk.column("split"), pa.array(splits)))
+                    if chunk.num_rows == 0:
                         continue
-                    picked = {k: np.asarray([v[i] for i in rows], object) for k, v in data.items()}
-                    picked[VISUAL_COLUMN] = np.full(len(rows), b"", object)
-                    picked["has_visual"] = np.zeros(len(rows), bool)
-                    speakers = list(picked[SPEAKER_COLUMN])
-                    yield speakers, batch_from_columns(picked)
+                    data = fill_missing_modality(_numpy_columns(chunk))
+                    yield speakers_of(data), batch_from_columns(data)
 
     return fit_speaker_table(chunks())
+
+
+def _numpy_columns(chunk: Any) -> dict[str, np.ndarray]:
+    """A pyarrow table or record batch as name -> numpy array (blobs as object arrays)."""
+    return {name: chunk.column(name).to_numpy(zero_copy_only=False) for name in chunk.schema.names}
 
 
 def sample_rows(info: ShardInfo, split: str, rows: int, columns: list[str]) -> Any:

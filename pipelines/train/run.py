@@ -44,9 +44,8 @@ from avemo_core.data import Batch, batch_from_columns
 from avemo_core.labels import CONDITIONS, EMOTIONS
 from avemo_core.metrics import ThresholdConfig
 from avemo_core.model import CrossModalTransformer, ModelConfig
-from avemo_core.schema import SPEAKER_COLUMN
 from avemo_core.selection import SCORE_KEY, TRAINED_CONDITIONS, Selection
-from avemo_core.speakers import SpeakerTable
+from avemo_core.speakers import SpeakerTable, speakers_of
 from pipelines import tracking
 from pipelines.train import datasets
 
@@ -247,24 +246,11 @@ def _to_batch(
     speakers: SpeakerTable | None = None,
 ) -> Batch:
     batch = batch_from_columns(
-        _fill_missing_modality(columns), config.max_audio_frames, config.max_visual_frames
+        datasets.fill_missing_modality(columns), config.max_audio_frames, config.max_visual_frames
     )
     if speakers is not None:
-        size = len(columns["has_audio"])
-        batch = speakers.attach(batch, list(columns.get(SPEAKER_COLUMN, [None] * size)))
+        batch = speakers.attach(batch, speakers_of(columns))
     return batch.pin_memory() if pin else batch
-
-
-def _fill_missing_modality(columns: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """A single-modal baseline reads one feature column; the other becomes absent for all rows."""
-    size = len(columns["has_audio"])
-    for blob, flag in (
-        (datasets.AUDIO_COLUMN, "has_audio"),
-        (datasets.VISUAL_COLUMN, "has_visual"),
-    ):
-        if blob not in columns:
-            columns = {**columns, blob: np.full(size, b"", object), flag: np.zeros(size, bool)}
-    return columns
 
 
 def _die_hook(spec: str | None, marker: str | None, epoch: int, rank: int, world: int) -> Any:

@@ -40,6 +40,22 @@ def shards(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+def fresh_run(
+    tmp_path_factory: pytest.TempPathFactory, mlflow_uri: str, spec: ShardSpec, name: str
+) -> tuple[Path, RunSettings]:
+    """Shards of `spec` and the settings of a run named `name` on them, in its own experiment."""
+    root = tmp_path_factory.mktemp(f"{name}-shards")
+    write_clip_shards(root, spec)
+    settings = RunSettings(
+        data_uri=str(root),
+        run_name=name,
+        storage_uri=str(tmp_path_factory.mktemp(f"{name}-runs")),
+        tracking_uri=mlflow_uri,
+        experiment=f"test-train-{name}",
+    )
+    return root, settings
+
+
 @pytest.fixture(scope="module")
 def killed_worker_run(
     ray_cluster: None, mlflow_uri: str, shards: Path, tmp_path_factory: pytest.TempPathFactory
@@ -173,17 +189,8 @@ def test_colearn_on_audio_only_data_is_scored_and_served_on_a_alone(
     tmp_path_factory: pytest.TempPathFactory,
     capfd: pytest.CaptureFixture[str],
 ) -> None:
-    root = tmp_path_factory.mktemp("audio-shards")
-    write_clip_shards(
-        root, dataclasses.replace(TINY_SPEC, audio_only_share=1.0, visual_only_share=0.0)
-    )
-    settings = RunSettings(
-        data_uri=str(root),
-        run_name="audio-only",
-        storage_uri=str(tmp_path_factory.mktemp("audio-runs")),
-        tracking_uri=mlflow_uri,
-        experiment="test-train-audio",
-    )
+    spec = dataclasses.replace(TINY_SPEC, audio_only_share=1.0, visual_only_share=0.0)
+    _, settings = fresh_run(tmp_path_factory, mlflow_uri, spec, "audio-only")
     outcome = run_training(
         settings,
         ModelConfig.named("tiny"),
@@ -223,14 +230,8 @@ def test_speakers_standardise_the_functionals_in_training_and_evaluation(
     tmp_path_factory: pytest.TempPathFactory,
     capfd: pytest.CaptureFixture[str],
 ) -> None:
-    root = tmp_path_factory.mktemp("speaker-shards")
-    write_clip_shards(root, dataclasses.replace(TINY_SPEC, speakers=6))
-    settings = RunSettings(
-        data_uri=str(root),
-        run_name="speakers",
-        storage_uri=str(tmp_path_factory.mktemp("speaker-runs")),
-        tracking_uri=mlflow_uri,
-        experiment="test-train-speakers",
+    root, settings = fresh_run(
+        tmp_path_factory, mlflow_uri, dataclasses.replace(TINY_SPEC, speakers=6), "speakers"
     )
     model = ModelConfig.named("tiny", utterance_functionals=True, functionals_norm="speaker")
     outcome = run_training(

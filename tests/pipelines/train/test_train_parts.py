@@ -23,7 +23,6 @@ from avemo_core.selection import TRAINED_CONDITIONS, Selection
 from avemo_core.synth.shards import ShardSpec, write_clip_shards
 from pipelines.train import datasets
 from pipelines.train.run import (
-    _fill_missing_modality,
     _load_optimizer,
     _save_optimizer,
     epoch_line,
@@ -139,7 +138,9 @@ def test_epoch_line_names_loss_parts_conditions_and_seconds() -> None:
 
 def test_single_modal_columns_mark_the_other_modality_absent() -> None:
     columns = {"has_audio": np.array([True, False]), "has_visual": np.array([True, True])}
-    filled = _fill_missing_modality({**columns, "audio_features": np.array([b"x", b""], object)})
+    filled = datasets.fill_missing_modality(
+        {**columns, "audio_features": np.array([b"x", b""], object)}
+    )
     assert not filled["has_visual"].any() and list(filled["visual_features"]) == [b"", b""]
     assert list(filled["has_audio"]) == [True, False]
 
