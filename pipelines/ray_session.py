@@ -15,6 +15,8 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import time
+from collections.abc import Callable
 
 ADDRESS_ENV = "RAY_ADDRESS"
 API_SERVER_ENV = "RAY_API_SERVER_ADDRESS"
@@ -31,6 +33,9 @@ DRIVER_NOTICES = (
 )
 # Raised by Ray Train's own DatasetManager actor reading a deprecated Ray Data option.
 RAY_INTERNAL_WARNINGS = ("ignore:`ExecutionOptions.exclude_resources` is deprecated",)
+# How long a new local cluster may take to report its CPUs (seconds; a loaded 2-core machine
+# has taken over a second).
+LOCAL_RESOURCES_WAIT_S = 30.0
 
 
 class _DropMessage(logging.Filter):
@@ -70,6 +75,18 @@ def _quiet_local_start(dashboard_port: int | None) -> None:
         os.environ[API_SERVER_ENV] = f"http://127.0.0.1:{dashboard_port}"
 
 
+def wait_for_cpus(available: Callable[[], dict[str, float]], timeout_s: float) -> bool:
+    """Poll `available` until it reports a CPU or `timeout_s` passes; True once one is reported.
+    Right after `ray.init` a new local cluster can report no resources yet: a Dataset run then
+    sees 0 CPUs, plans as if the cluster were full and warns that it "will hang"."""
+    deadline = time.monotonic() + timeout_s
+    while not available().get("CPU"):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
 def ensure_ray(
     address: str | None,
     num_cpus: int | None,
@@ -98,3 +115,5 @@ def ensure_ray(
     except (ConnectionError, ValueError, RuntimeError) as err:
         shown = "a new local cluster" if target == "local" else target
         raise error(f"cannot start or reach Ray ({shown}): {err}") from None
+    if target == "local" and num_cpus != 0:
+        wait_for_cpus(ray.available_resources, LOCAL_RESOURCES_WAIT_S)
