@@ -231,6 +231,10 @@ class PyAvRun:
         self._packets: Iterator[Any] = self._container.demux(
             [self._streams[n] for n in self._names]
         )
+        # Seconds per timestamp tick of each stream, as floats: decoded frames carry their
+        # stream's time base, and PyAV's `frame.time` builds Fractions for every frame (about
+        # 5 % of the Python time on a long file).
+        self._tick_s = {n: float(self._streams[n].time_base or 0) for n in self._names}
         # audio: resampled to mono float32, trimmed to the run
         self._rate_hz = rate_hz
         self._resampler = av.AudioResampler(format="flt", layout="mono", rate=rate_hz)
@@ -244,6 +248,7 @@ class PyAvRun:
         self._pixel_format = pixel_format
         self._interpolation = INTERPOLATION[scale_flags]
         self._frames_wanted = math.ceil(duration_s * fps - _EPS)
+        self._default_step_s = self._stream_frame_step_s()
         self._next_frame = 0
         self._on_screen: Any = None  # the last decoded frame starting at or before the next time
         self._on_screen_begin_s = -math.inf
@@ -314,7 +319,8 @@ class PyAvRun:
 
     def _audio(self, frame: Any) -> None:
         if frame is not None:
-            begin_s = (frame.time if frame.time is not None else self._start_s) - self._origin_s
+            time_s = self._frame_time_s("audio", frame)
+            begin_s = (time_s if time_s is not None else self._start_s) - self._origin_s
             end_s = begin_s + frame.samples / frame.sample_rate
             if end_s <= self._start_s:
                 return  # wholly before the run (after a seek)
@@ -359,21 +365,31 @@ class PyAvRun:
             self._emit(self._on_screen)
         self._on_screen = None
 
+    def _frame_time_s(self, name: str, frame: Any) -> float | None:
+        """A decoded frame's timestamp in seconds (None without one): `frame.time` in floats."""
+        pts = frame.pts
+        return None if pts is None or not self._tick_s[name] else pts * self._tick_s[name]
+
     def _frame_begin_s(self, frame: Any) -> float:
         """Where a frame starts on the run's timeline; a raw stream without timestamps (raw
         H.264 from a camera) is timed by counting frames, as the CLI does."""
-        if frame.time is not None:
-            return float(frame.time) - self._origin_s
+        time_s = self._frame_time_s("video", frame)
+        if time_s is not None:
+            return time_s - self._origin_s
         if self._on_screen is None:
             return self._start_s if self._start_s > 0 else 0.0
         return self._on_screen_end_s
 
     def _frame_step_s(self, frame: Any) -> float:
         """How long a frame stays on screen: its own duration, else the stream's frame rate."""
-        if frame.duration and frame.time_base:
-            return float(frame.duration * frame.time_base)
+        if frame.duration and self._tick_s["video"]:
+            return frame.duration * self._tick_s["video"]
+        return self._default_step_s
+
+    def _stream_frame_step_s(self) -> float:
+        """One frame's time at the video stream's stated rate (1 / fps without one)."""
         stream = self._streams["video"]
-        rate = stream.average_rate or stream.base_rate or stream.guessed_rate
+        rate = stream and (stream.average_rate or stream.base_rate or stream.guessed_rate)
         return float(1 / rate) if rate else 1.0 / self._fps
 
     def _sample_time(self, index: int) -> float:
