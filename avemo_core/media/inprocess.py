@@ -100,6 +100,7 @@ def _stream_record(container: Any, stream: Any) -> dict[str, Any] | None:
         "codec_name": context.name,
         "duration": _seconds(stream.duration, stream.time_base),
         "disposition": {"attached_pic": int(bool(stream.disposition & 1024))},
+        "tags": dict(stream.metadata),
     }
     if stream.type == "audio":
         record |= {"sample_rate": context.sample_rate, "channels": context.channels}

@@ -69,6 +69,28 @@ def _float(value: Any) -> float | None:
     return out if out == out and out >= 0.0 else None  # drop NaN and negatives
 
 
+def parse_clock_s(value: Any) -> float | None:
+    """Seconds of an "HH:MM:SS.fraction" time, as Matroska's per-stream DURATION tag has it."""
+    hours, _, rest = str(value).partition(":")
+    minutes, _, seconds = rest.partition(":")
+    parts = [_float(hours), _float(minutes), _float(seconds)]
+    if any(part is None for part in parts) or not seconds:
+        return None
+    return parts[0] * 3600 + parts[1] * 60 + parts[2]  # type: ignore[operator]
+
+
+def _stream_duration_s(stream: dict[str, Any]) -> float | None:
+    """The stream's own length: its duration, else its DURATION tag (Matroska and WebM state no
+    per-stream duration, but ffmpeg and mkvmerge write the tag). Without either, a stream is
+    judged against the container's length, the longest stream's, so an audio track that simply
+    ends before the picture would read as truncated."""
+    duration = _float(stream.get("duration"))
+    if duration is not None:
+        return duration
+    tags = {str(k).upper(): v for k, v in (stream.get("tags") or {}).items()}
+    return parse_clock_s(tags["DURATION"]) if "DURATION" in tags else None
+
+
 def _fraction(value: str | None) -> Fraction | None:
     if not value or value in ("0/0", "0:1", "N/A"):
         return None
@@ -104,7 +126,7 @@ def _video_stream(stream: dict[str, Any]) -> VideoStream | None:
         height_px=height,
         rotation_deg=rotation,
         fps=float(rate) if rate else None,
-        duration_s=_float(stream.get("duration")),
+        duration_s=_stream_duration_s(stream),
     )
 
 
@@ -117,7 +139,7 @@ def _audio_stream(stream: dict[str, Any]) -> AudioStream | None:
         codec=str(stream.get("codec_name", "unknown")),
         sample_rate_hz=rate,
         channels=channels,
-        duration_s=_float(stream.get("duration")),
+        duration_s=_stream_duration_s(stream),
     )
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from avemo_core.media.decode import DecodeConfig, Span, SpanDecoder
 from avemo_core.media.errors import MediaError
-from avemo_core.media.probe import parse_probe, probe
+from avemo_core.media.probe import parse_clock_s, parse_probe, probe, probe_ffprobe
 from tests.pipelines import media_factory as mf
 
 
@@ -114,3 +114,29 @@ def test_hostile_names_are_plain_paths(tmp_path: Path, name: str) -> None:
         os.chdir(cwd)
     assert info.duration_s == pytest.approx(1.0, abs=0.05)
     assert sorted(os.listdir(work)) == [name]
+
+
+@pytest.mark.parametrize("container", ["webm", "mkv"])
+def test_audio_ending_before_the_picture_is_not_truncation(tmp_path: Path, container: str) -> None:
+    """Matroska states no per-stream duration but tags each stream with one: an audio track
+    that ends at 1.5 s under 3 s of picture is whole, not a truncated file."""
+    path = tmp_path / f"short-audio.{container}"
+    codecs = ("-c:v", "libvpx-vp9", "-deadline", "realtime", "-c:a", "libopus")
+    mf.ffmpeg("-f", "lavfi", "-i", "testsrc2=size=160x120:rate=10:duration=3",
+              "-f", "lavfi", "-i", "sine=frequency=440:duration=1.5:sample_rate=48000",
+              *codecs, path)  # fmt: skip
+    for info in (probe(str(path)), probe_ffprobe(str(path))):
+        assert info.audio is not None and info.audio.duration_s == pytest.approx(1.5, abs=0.05)
+        assert info.video is not None and info.video.duration_s == pytest.approx(3.0, abs=0.05)
+    info = probe(str(path))
+    decoded = list(SpanDecoder(16000, 5.0, 160, DecodeConfig()).decode(
+        str(path), info, [Span(0.0, 1.0), Span(1.0, 2.0), Span(2.0, 3.0)]))  # fmt: skip
+    assert [d.span.start_s for d in decoded] == [0.0, 1.0, 2.0]  # every span, no error raised
+    assert decoded[0].audio is not None and decoded[0].audio.shape[0] == 16000
+    assert decoded[2].frames is not None and decoded[2].frames.shape[0] == 5
+
+
+def test_clock_durations_parse() -> None:
+    assert parse_clock_s("00:00:03.644000000") == pytest.approx(3.644)
+    assert parse_clock_s("01:02:03.5") == pytest.approx(3723.5)
+    assert parse_clock_s("3.5") is None and parse_clock_s("aa:bb:cc") is None
