@@ -33,8 +33,8 @@ DRIVER_NOTICES = (
 )
 # Raised by Ray Train's own DatasetManager actor reading a deprecated Ray Data option.
 RAY_INTERNAL_WARNINGS = ("ignore:`ExecutionOptions.exclude_resources` is deprecated",)
-# How long a new local cluster may take to report its CPUs (seconds; a loaded 2-core machine
-# has taken over a second).
+# How long a new local cluster may take to report its CPUs, in seconds (on the loaded 2-core CI
+# machine the first Dataset run after `ray.init` once still saw none).
 LOCAL_RESOURCES_WAIT_S = 30.0
 
 

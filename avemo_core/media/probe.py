@@ -71,12 +71,12 @@ def _float(value: Any) -> float | None:
 
 def parse_clock_s(value: Any) -> float | None:
     """Seconds of an "HH:MM:SS.fraction" time, as Matroska's per-stream DURATION tag has it."""
-    hours, _, rest = str(value).partition(":")
-    minutes, _, seconds = rest.partition(":")
-    parts = [_float(hours), _float(minutes), _float(seconds)]
-    if any(part is None for part in parts) or not seconds:
+    hours_text, _, rest = str(value).partition(":")
+    minutes_text, _, seconds_text = rest.partition(":")
+    hours, minutes, seconds = _float(hours_text), _float(minutes_text), _float(seconds_text)
+    if hours is None or minutes is None or seconds is None:
         return None
-    return parts[0] * 3600 + parts[1] * 60 + parts[2]  # type: ignore[operator]
+    return hours * 3600 + minutes * 60 + seconds
 
 
 def _stream_duration_s(stream: dict[str, Any]) -> float | None:
