@@ -47,12 +47,14 @@ from avemo_core.model import CrossModalTransformer, ModelConfig
 from avemo_core.selection import SCORE_KEY, TRAINED_CONDITIONS, Selection
 from avemo_core.speakers import SpeakerTable, speakers_of
 from pipelines import tracking
+from pipelines.ray_session import wait_for_cpus
 from pipelines.train import datasets
 
 SCORE_CONDITIONS_TAG = "avemo.score_conditions"  # MLflow run tag: conditions val_score averages
 OPTIMIZER_FILE = "optimizer.safetensors"
 STATE_FILE = "train_state.json"
 RUN_FILE = "avemo_run.json"  # in the run's storage folder: the MLflow run id and the configs
+FREE_CPU_WAIT_S = 10.0  # how long the driver waits for a free CPU before reading the shards
 DIE_AT_ENV = "AVEMO_TEST_DIE_AT"  # test-only: "epoch:step[:rank]" makes that worker exit once
 
 
@@ -484,6 +486,10 @@ def _datasets(
     """
     import ray
 
+    # Ray Data warns that a run "will hang" when the cluster's resource view shows no free CPU as
+    # it starts; on a loaded machine that view lags (twice on CI, right after Ray's start): give
+    # it a few seconds to show one before the first run reads the shards.
+    wait_for_cpus(ray.available_resources, FREE_CPU_WAIT_S)
     store_bytes = float(ray.cluster_resources().get("object_store_memory", 0.0))
     plan = datasets.plan_cache(
         info, mode, store_bytes, settings.cache_budget_share, settings.cache_data
