@@ -37,7 +37,7 @@ REPO = Path(__file__).resolve().parents[1]
 TEST_ACTORS = frozenset(f"{actor:02d}" for actor in range(21, 25))
 
 
-def test_utterances(corpus: Path) -> dict[str, np.ndarray]:
+def labels_of_test_actors(corpus: Path) -> dict[str, np.ndarray]:
     """File name -> (6,) booleans of the test actors' utterances, as `avemo prepare ravdess`
     labels them (neutral and calm carry no emotion)."""
     out: dict[str, np.ndarray] = {}
@@ -94,7 +94,7 @@ def main() -> int:
     parser.add_argument("--work", type=Path, default=Path("/tmp/avemo-level"))
     parser.add_argument("--gains", type=int, nargs="+", default=[-18, -6, 0, 6])
     args = parser.parse_args()
-    labels = test_utterances(args.corpus)
+    labels = labels_of_test_actors(args.corpus)
     print(f"{len(labels)} test utterances (actors 21-24), model {args.model}")
     results: list[dict[str, object]] = []
     for gain in args.gains:

@@ -33,9 +33,6 @@ DRIVER_NOTICES = (
 )
 # Raised by Ray Train's own DatasetManager actor reading a deprecated Ray Data option.
 RAY_INTERNAL_WARNINGS = ("ignore:`ExecutionOptions.exclude_resources` is deprecated",)
-# How long a new local cluster may take to report its CPUs, in seconds (on the loaded 2-core CI
-# machine the first Dataset run after `ray.init` once still saw none).
-LOCAL_RESOURCES_WAIT_S = 30.0
 
 
 class _DropMessage(logging.Filter):
@@ -77,8 +74,8 @@ def _quiet_local_start(dashboard_port: int | None) -> None:
 
 def wait_for_cpus(available: Callable[[], dict[str, float]], timeout_s: float) -> bool:
     """Poll `available` until it reports a CPU or `timeout_s` passes; True once one is reported.
-    Right after `ray.init` a new local cluster can report no resources yet: a Dataset run then
-    sees 0 CPUs, plans as if the cluster were full and warns that it "will hang"."""
+    On a loaded machine Ray's resource view can show no free CPU for a moment after its start: a
+    Dataset run executed then plans as if the cluster were full and warns that it "will hang"."""
     deadline = time.monotonic() + timeout_s
     while not available().get("CPU"):
         if time.monotonic() >= deadline:
@@ -115,5 +112,3 @@ def ensure_ray(
     except (ConnectionError, ValueError, RuntimeError) as err:
         shown = "a new local cluster" if target == "local" else target
         raise error(f"cannot start or reach Ray ({shown}): {err}") from None
-    if target == "local" and num_cpus != 0:
-        wait_for_cpus(ray.available_resources, LOCAL_RESOURCES_WAIT_S)

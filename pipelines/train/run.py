@@ -486,9 +486,9 @@ def _datasets(
     """
     import ray
 
-    # Ray Data warns that a run "will hang" when the cluster's resource view shows no free CPU as
-    # it starts; on a loaded machine that view lags (twice on CI, right after Ray's start): give
-    # it a few seconds to show one before the first run reads the shards.
+    # The one Ray Data run the driver executes itself (`materialize`): Ray Data warns that it
+    # "will hang" when the resource view shows no free CPU as it starts, which a loaded machine's
+    # lagging view did twice on CI right after Ray's start; give the view a few seconds first.
     wait_for_cpus(ray.available_resources, FREE_CPU_WAIT_S)
     store_bytes = float(ray.cluster_resources().get("object_store_memory", 0.0))
     plan = datasets.plan_cache(
