@@ -3,7 +3,7 @@
     .venv/bin/python -m bench.recipe_search [--corpus ../shared/data/ravdess-speech]
         [--cache /tmp/avemo-ravdess-logmel.npz] [--size small] [--model KEY=VALUE ...]
         [--train KEY=VALUE ...] [--average-last K] [--seeds 0] [--speaker-norm]
-        [--fold K] [--test]
+        [--fold K] [--test] [--dump PATH]
 
 Log-mels are extracted once with the project's `LogMelExtractor` (ffmpeg decodes to 16 kHz mono)
 into an .npz cache. Each run trains `--mode audio` (the `a` view) with `train_epoch` and scores
@@ -195,8 +195,12 @@ def run(
     average_last: int,
     test: bool,
     fold: int = 0,
+    dump: Path | None = None,
 ) -> dict[str, object]:
-    """Train one seed; valid scores per epoch and of the final model (and test when asked)."""
+    """Train one seed; valid scores per epoch and of the final model (and test when asked).
+
+    With `dump`, every epoch's valid probabilities go to that .npz (with the labels and actors),
+    so selection and threshold rules can be compared afterwards without training again."""
     seed_everything(config.seed)
     device = torch.device("cpu")
     model = CrossModalTransformer(model_config)
@@ -213,6 +217,7 @@ def run(
     rng = np.random.default_rng(config.seed)
     average = WeightAverage()
     best: tuple[float, int, dict[str, torch.Tensor]] = (-1.0, -1, {})
+    epoch_probs = []
     began = time.perf_counter()
     for epoch in range(config.epochs):
         set_epoch_lr(optimizer, epoch, config)
@@ -221,6 +226,7 @@ def run(
         if epoch >= config.epochs - average_last:
             average.update(model)
         probs, labels = predict(model, valid, ["a"], device)["a"]
+        epoch_probs.append(probs)
         epoch_scores = scores(probs, labels, corpus.actors[valid_index], halves)
         if epoch_scores["tuned"] > best[0]:
             state = {k: v.clone() for k, v in model.state_dict().items()}
@@ -231,6 +237,10 @@ def run(
             f" 0.5 {epoch_scores['fixed']:.3f} cross {epoch_scores['cross']:.3f}"
             f" AUC {epoch_scores['auc']:.3f}  {time.perf_counter() - began:.0f} s",
             flush=True,
+        )
+    if dump is not None:
+        np.savez(
+            dump, probs=np.stack(epoch_probs), labels=labels, actors=corpus.actors[valid_index]
         )
     if average_last > 0:
         average.apply_to(model)
@@ -280,6 +290,7 @@ def main() -> int:
     parser.add_argument(
         "--speaker-norm", action="store_true", help="z-score each clip by its actor's statistics"
     )
+    parser.add_argument("--dump", type=Path, help="save every epoch's valid probabilities here")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if not args.cache.exists():
@@ -292,7 +303,8 @@ def main() -> int:
     for seed in args.seeds:
         config = TrainConfig(**{**_pairs(args.train), "seed": seed})
         print(f"seed {seed}: {model_config.to_dict()} {config.to_dict()}", flush=True)
-        result = run(corpus, model_config, config, args.average_last, args.test, args.fold)
+        dump = args.dump.parent / f"{args.dump.name}.seed{seed}.npz" if args.dump else None
+        result = run(corpus, model_config, config, args.average_last, args.test, args.fold, dump)
         print(json.dumps({"seed": seed, **result}, default=float), flush=True)
         results.append(result)
     for key in ("tuned", "fixed", "cross"):
