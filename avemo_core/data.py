@@ -40,6 +40,9 @@ class Batch:
     # the speaker is unknown; None: no speaker statistics (avemo_core/speakers.py)
     functionals_centre: torch.Tensor | None = None
     functionals_scale: torch.Tensor | None = None
+    # (B, F) per-bin centre and scale of each clip's speaker for the input log-mel (same rules)
+    audio_centre: torch.Tensor | None = None
+    audio_scale: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         if self.label_mask is None:

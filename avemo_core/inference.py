@@ -64,13 +64,7 @@ def probabilities(
     active = [c for c in conditions if rows[c].any()]
     use_audio = any(CONDITION_MODALITIES[c][0] for c in active)
     use_visual = any(CONDITION_MODALITIES[c][1] for c in active)
-    audio = (
-        model.encode_audio(
-            batch.audio, batch.audio_mask, batch.functionals_centre, batch.functionals_scale
-        )
-        if use_audio
-        else None
-    )
+    audio = model.encode_batch_audio(batch) if use_audio else None
     visual = model.encode_visual(batch.visual, batch.visual_mask) if use_visual else None
     out: dict[str, np.ndarray] = {}
     for condition in conditions:

@@ -25,7 +25,7 @@ from avemo_core.labels import CONDITION_MODALITIES, CONDITIONS
 
 # Time subsampling of the audio encoder's two stride-2 convolutions.
 AUDIO_SUBSAMPLING = 4
-AUDIO_NORMS = ("corpus", "utterance")
+AUDIO_NORMS = ("corpus", "speaker", "utterance")
 AUDIO_FRONTENDS = ("conv1d", "conv2d")
 POOLINGS = ("stats", "mean")
 # split: functionals standardised by the training split's statistics; speaker: by each clip's
@@ -79,6 +79,8 @@ class ModelConfig(FrozenConfig):
     visual_fps: float = 5.0  # input visual frames per second, for the same alignment
     # corpus: per-bin log-mel mean/std of the training split (buffers set before training, saved
     # with the weights): keeps the loudness and spectral tilt that tell arousal apart;
+    # speaker: each clip's speaker's per-bin mean/std where the batch has them (avemo_core/
+    # speakers.py), else the corpus's: keeps what moves within a speaker, not who speaks;
     # utterance: each clip's own mean/variance (removes them)
     audio_norm: str = "corpus"
     pooling: str = "stats"  # stats: mean and std over time per stream; mean: mean only
@@ -93,6 +95,11 @@ class ModelConfig(FrozenConfig):
     # how the functionals are standardised (FUNCTIONALS_NORMS): speaker needs speaker statistics
     # in the batch (`Batch.functionals_centre`), else it falls back to the split's
     functionals_norm: str = "split"
+
+    @property
+    def uses_speakers(self) -> bool:
+        """Whether the model standardises anything by its speaker's statistics (a SpeakerTable)."""
+        return self.functionals_norm == "speaker" or self.audio_norm == "speaker"
 
     def validate(self) -> None:
         require(self.audio_dims > 0, "audio_dims must be > 0")
@@ -127,6 +134,12 @@ class ModelConfig(FrozenConfig):
         require(
             self.functionals_norm == "split" or self.utterance_functionals,
             "functionals_norm='speaker' needs utterance_functionals=True",
+        )
+        require(
+            self.audio_norm != "speaker"
+            or not self.utterance_functionals
+            or self.functionals_norm == "speaker",
+            "audio_norm='speaker' with utterance functionals needs functionals_norm='speaker'",
         )
 
     @classmethod
@@ -342,20 +355,21 @@ def _rename_pre_frontend_keys(
 
 
 class AudioFrontEnd(nn.Module):
-    """Feature normalisation (corpus or utterance), then x4 subsampling in time to width D.
+    """Feature normalisation (corpus, speaker or utterance), then x4 subsampling in time to width D.
 
     Corpus statistics are buffers (`audio_mean`, `audio_std`, (F,)): `set_normalisation` fills
     them from the training split, and they are saved and loaded with the weights, so inference
-    normalises exactly as training did. Padded frames are zeroed before each convolution, every
-    norm works per frame, and the output length follows from the input length, so a padded sample
-    gives exactly the steps of the unpadded one. Masks are prefixes (real frames first, padding
-    after), as `collate` builds them.
+    normalises exactly as training did. A speaker-normalised model uses them for a clip whose
+    speaker's statistics the batch lacks (NaN rows, or none at all). Padded frames are zeroed
+    before each convolution, every norm works per frame, and the output length follows from the
+    input length, so a padded sample gives exactly the steps of the unpadded one. Masks are
+    prefixes (real frames first, padding after), as `collate` builds them.
     """
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.norm = config.audio_norm
-        if self.norm == "corpus":
+        if self.norm in ("corpus", "speaker"):
             self.register_buffer("audio_mean", torch.zeros(config.audio_dims))
             self.register_buffer("audio_std", torch.ones(config.audio_dims))
         self.subsample = (
@@ -367,17 +381,29 @@ class AudioFrontEnd(nn.Module):
 
     def set_normalisation(self, mean: torch.Tensor, std: torch.Tensor) -> None:
         """Store (F,) corpus mean and standard deviation (floored) for every later forward."""
-        if self.norm != "corpus":
-            raise ValueError("set_normalisation needs audio_norm='corpus'")
+        if self.norm not in ("corpus", "speaker"):
+            raise ValueError("set_normalisation needs audio_norm='corpus' or 'speaker'")
         if mean.shape != self.audio_mean.shape or std.shape != self.audio_std.shape:
             raise ValueError(f"need ({self.audio_mean.shape[0]},) mean and std")
         self.audio_mean.copy_(mean)
         self.audio_std.copy_(std.clamp(min=_EPS))
 
-    def normalise(self, audio: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """(B, Ta, F) features -> normalised (B, Ta, F), zero on padded frames."""
+    def normalise(
+        self,
+        audio: torch.Tensor,
+        mask: torch.Tensor,
+        centre: torch.Tensor | None = None,
+        scale: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """(B, Ta, F) features -> normalised (B, Ta, F), zero on padded frames; (B, F) speaker
+        `centre`/`scale` per clip, if any, for a speaker-normalised model."""
         weights = mask.to(audio.dtype)[..., None]  # (B, Ta, 1)
-        if self.norm == "corpus":
+        if self.norm == "speaker" and centre is not None and scale is not None:
+            unknown = torch.isnan(centre) | torch.isnan(scale)  # (B, F)
+            centre = torch.where(unknown, self.audio_mean.expand_as(centre), centre)
+            scale = torch.where(unknown, self.audio_std.expand_as(scale), scale)
+            return (audio - centre[:, None]) / scale[:, None] * weights
+        if self.norm in ("corpus", "speaker"):
             return (audio - self.audio_mean) / self.audio_std * weights
         count = weights.sum(dim=1, keepdim=True).clamp(min=1.0)  # (B, 1, 1)
         mean = (audio * weights).sum(dim=1, keepdim=True) / count  # (B, 1, F)
@@ -385,11 +411,15 @@ class AudioFrontEnd(nn.Module):
         return (audio - mean) * torch.rsqrt(var + _EPS) * weights  # (B, Ta, F)
 
     def forward(
-        self, audio: torch.Tensor, mask: torch.Tensor
+        self,
+        audio: torch.Tensor,
+        mask: torch.Tensor,
+        centre: torch.Tensor | None = None,
+        scale: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(B, Ta, F), (B, Ta) -> (B, Ta / 4, D), (B, Ta / 4), and the normalised (B, Ta, F)
         features (the utterance functionals are computed from those)."""
-        normalised = self.normalise(audio, mask)
+        normalised = self.normalise(audio, mask, centre, scale)
         return *self.subsample(normalised, mask), normalised
 
 
@@ -516,10 +546,12 @@ class CrossModalTransformer(nn.Module):
         audio_mask: torch.Tensor,
         functionals_centre: torch.Tensor | None = None,
         functionals_scale: torch.Tensor | None = None,
+        audio_centre: torch.Tensor | None = None,
+        audio_scale: torch.Tensor | None = None,
     ) -> Encoded:
-        """(B, Ta, F), (B, Ta) -> Encoded (B, Ta', D); (B, K) speaker statistics, if any, for
-        the functionals (`Batch.functionals_centre` / `functionals_scale`)."""
-        seq, mask, normalised = self.audio_front(audio, audio_mask)  # (B, Ta', D), (B, Ta'), ...
+        """(B, Ta, F), (B, Ta) -> Encoded (B, Ta', D); speaker statistics, if any: (B, K) for the
+        functionals, (B, F) for the input (`Batch.functionals_centre`, `audio_centre`, ...)."""
+        seq, mask, normalised = self.audio_front(audio, audio_mask, audio_centre, audio_scale)
         functionals = None
         if self.config.functionals_norm != "speaker":
             functionals_centre = functionals_scale = None  # speaker statistics are not for it
@@ -533,6 +565,17 @@ class CrossModalTransformer(nn.Module):
         for block in self.audio_encoder:
             seq = block(seq, mask)
         return Encoded(seq=seq, mask=mask, functionals=functionals)
+
+    def encode_batch_audio(self, batch: Batch) -> Encoded:
+        """`encode_audio` of a batch's audio, with whatever speaker statistics it carries."""
+        return self.encode_audio(
+            batch.audio,
+            batch.audio_mask,
+            batch.functionals_centre,
+            batch.functionals_scale,
+            batch.audio_centre,
+            batch.audio_scale,
+        )
 
     def encode_visual(self, visual: torch.Tensor, visual_mask: torch.Tensor) -> Encoded:
         """(B, Tv, H, W), (B, Tv) -> Encoded (B, Tv, D). The CNN runs on real frames only."""
@@ -597,13 +640,7 @@ class CrossModalTransformer(nn.Module):
             raise ValueError(f"unknown condition(s) {unknown}; choose from {CONDITIONS}")
         use_audio = any(CONDITION_MODALITIES[c][0] for c in wanted)
         use_visual = any(CONDITION_MODALITIES[c][1] for c in wanted)
-        audio = (
-            self.encode_audio(
-                batch.audio, batch.audio_mask, batch.functionals_centre, batch.functionals_scale
-            )
-            if use_audio
-            else None
-        )
+        audio = self.encode_batch_audio(batch) if use_audio else None
         visual = self.encode_visual(batch.visual, batch.visual_mask) if use_visual else None
         logits = {
             c: self.fuse(

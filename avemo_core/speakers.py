@@ -1,4 +1,5 @@
-"""Speaker-level standardisation of the utterance functionals (`functionals_norm="speaker"`).
+"""Speaker-level standardisation of the utterance functionals (`functionals_norm="speaker"`) and
+of the input log-mel (`audio_norm="speaker"`).
 
 Why: who speaks moves a clip's statistics (pitch range, vocal tract, microphone) as much as what
 they feel. Standardising each clip's functionals by its own speaker's mean and spread over all of
@@ -12,6 +13,8 @@ speaker is unknown (no manifest speaker, or not in the table) gets NaN rows; the
 standardises it with the training split's statistics, as without speakers. Functionals here come
 from the unnormalised log-mel: the model's corpus normalisation is the same affine map for every
 clip, so standardising per speaker gives the same values either way, and the table needs no model.
+The input statistics are each speaker's per-bin mean and spread of the log-mel over every frame
+of its clips, shrunk the same way (tables saved before them have none: the corpus's instead).
 """
 
 from __future__ import annotations
@@ -53,42 +56,98 @@ class SpeakerTable:
     """Per speaker, the centre and scale that standardise its clips' functionals."""
 
     speakers: tuple[str, ...]
-    centre: np.ndarray  # (S, K) float32
+    centre: np.ndarray  # (S, K) float32: of the functionals
     scale: np.ndarray  # (S, K) float32, floored
+    audio_centre: np.ndarray | None = None  # (S, F) float32: of the log-mel frames, per bin
+    audio_scale: np.ndarray | None = None  # (S, F) float32, floored
 
     def lookup(self, speakers: Sequence[str | None]) -> tuple[np.ndarray, np.ndarray]:
         """(B, K) centre and scale per clip; NaN rows for an unknown speaker."""
+        return self._rows(speakers, self.centre, self.scale)
+
+    def lookup_audio(self, speakers: Sequence[str | None]) -> tuple[np.ndarray, np.ndarray] | None:
+        """(B, F) log-mel centre and scale per clip (NaN rows: unknown); None without them."""
+        if self.audio_centre is None or self.audio_scale is None:
+            return None
+        return self._rows(speakers, self.audio_centre, self.audio_scale)
+
+    def _rows(
+        self, speakers: Sequence[str | None], centre: np.ndarray, scale: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
         index = {name: i for i, name in enumerate(self.speakers)}
-        width = self.centre.shape[1]
-        centre = np.full((len(speakers), width), np.nan, np.float32)
-        scale = np.full((len(speakers), width), np.nan, np.float32)
-        for row, name in enumerate(speakers):
-            i = index.get(name) if name is not None else None
+        rows = [index.get(name) if name is not None else None for name in speakers]
+        out = np.full((2, len(speakers), centre.shape[1]), np.nan, np.float32)
+        for row, i in enumerate(rows):
             if i is not None:
-                centre[row], scale[row] = self.centre[i], self.scale[i]
-        return centre, scale
+                out[0, row], out[1, row] = centre[i], scale[i]
+        return out[0], out[1]
 
     def attach(self, batch: Batch, speakers: Sequence[str | None]) -> Batch:
         """The batch with its clips' speaker statistics (the model reads them)."""
         centre, scale = self.lookup(speakers)
         batch.functionals_centre = torch.from_numpy(centre)
         batch.functionals_scale = torch.from_numpy(scale)
+        audio = self.lookup_audio(speakers)
+        if audio is not None:
+            batch.audio_centre, batch.audio_scale = (torch.from_numpy(a) for a in audio)
         return batch
 
     def to_dict(self) -> dict[str, list]:
-        return {
+        out = {
             "speakers": list(self.speakers),
             "centre": self.centre.tolist(),
             "scale": self.scale.tolist(),
         }
+        if self.audio_centre is not None and self.audio_scale is not None:
+            out["audio_centre"], out["audio_scale"] = (
+                self.audio_centre.tolist(),
+                self.audio_scale.tolist(),
+            )
+        return out
 
     @classmethod
     def from_dict(cls, data: dict[str, list]) -> SpeakerTable:
+        audio = [
+            np.asarray(data[key], np.float32) if key in data else None
+            for key in ("audio_centre", "audio_scale")
+        ]
         return cls(
             tuple(data["speakers"]),
             np.asarray(data["centre"], np.float32),
             np.asarray(data["scale"], np.float32),
+            *audio,
         )
+
+
+class _Moments:
+    """Running count and float64 sums of rows and their squares, per speaker."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, list] = {}  # speaker -> [clips, rows, sum, sum of squares]
+
+    def add(self, name: str, rows: np.ndarray) -> None:
+        """One clip's (N, K) rows."""
+        entry = self.sums.setdefault(name, [0, 0, 0.0, 0.0])
+        entry[0] += 1
+        entry[1] += rows.shape[0]
+        entry[2] = entry[2] + rows.sum(axis=0)
+        entry[3] = entry[3] + (rows**2).sum(axis=0)
+
+    def shrunk(self, names: list[str], prior_clips: float) -> tuple[np.ndarray, np.ndarray]:
+        """(S, K) centre and floored scale per speaker of `names`: its own mean and variance
+        pulled towards all rows' by `prior_clips` pseudo-clips."""
+        entries = [self.sums[name] for name in names]
+        count = sum(entry[1] for entry in entries)
+        pooled_mean = sum(entry[2] for entry in entries) / count  # (K,)
+        pooled_var = np.maximum(sum(entry[3] for entry in entries) / count - pooled_mean**2, 0)
+        centres, scales = [], []
+        for clips, rows, total, squares in entries:
+            mean = total / rows
+            var = np.maximum(squares / rows - mean**2, 0.0)
+            centres.append((clips * mean + prior_clips * pooled_mean) / (clips + prior_clips))
+            spread = (clips * var + prior_clips * pooled_var) / (clips + prior_clips)
+            scales.append(np.maximum(np.sqrt(spread), _FLOOR))
+        return np.asarray(centres, np.float32), np.asarray(scales, np.float32)
 
 
 def fit_speaker_table(
@@ -96,31 +155,20 @@ def fit_speaker_table(
 ) -> SpeakerTable | None:
     """The table of every named speaker in `chunks` ((speakers, batch) pairs); None when no clip
     with audio has a speaker. Sums are float64."""
-    sums: dict[str, list] = {}  # speaker -> [count, sum (K,), sum of squares (K,)]
+    functionals, frames = _Moments(), _Moments()
     for speakers, batch in chunks:
         has_audio, values = raw_functionals(batch)
-        named = [s for s, audio in zip(speakers, has_audio, strict=True) if audio]
-        for name, row in zip(named, values, strict=True):
+        rows = np.flatnonzero(has_audio)
+        for name, row, values_row in zip((speakers[i] for i in rows), rows, values, strict=True):
             if name is None:
                 continue
-            entry = sums.setdefault(name, [0, np.zeros_like(row), np.zeros_like(row)])
-            entry[0] += 1
-            entry[1] += row
-            entry[2] += row**2
-    if not sums:
+            functionals.add(name, values_row[None])
+            frames.add(name, batch.audio[row][batch.audio_mask[row]].double().numpy())
+    if not functionals.sums:
         return None
-    count = sum(entry[0] for entry in sums.values())
-    pooled_mean = sum(entry[1] for entry in sums.values()) / count  # (K,)
-    pooled_var = np.maximum(sum(entry[2] for entry in sums.values()) / count - pooled_mean**2, 0)
-    names = sorted(sums)
-    centres, scales = [], []
-    for name in names:
-        n, total, squares = sums[name]
-        mean = total / n
-        var = np.maximum(squares / n - mean**2, 0.0)
-        centres.append((n * mean + prior_clips * pooled_mean) / (n + prior_clips))
-        spread = (n * var + prior_clips * pooled_var) / (n + prior_clips)
-        scales.append(np.maximum(np.sqrt(spread), _FLOOR))
+    names = sorted(functionals.sums)
     return SpeakerTable(
-        tuple(names), np.asarray(centres, np.float32), np.asarray(scales, np.float32)
+        tuple(names),
+        *functionals.shrunk(names, prior_clips),
+        *frames.shrunk(names, prior_clips),
     )

@@ -190,7 +190,7 @@ def fit_normalisation(model: CrossModalTransformer, batches: Iterable[Batch]) ->
     for audio-less data.
     """
     fitted = False
-    if model.config.audio_norm == "corpus":
+    if model.config.audio_norm in ("corpus", "speaker"):  # speaker: the corpus's as fallback
         stats = feature_statistics(batches)
         if stats is None:
             return False

@@ -208,7 +208,7 @@ def run(
     train_index = corpus.indices(tuple(a for a in range(1, 21) if a not in valid_actors))
     valid_index, test_index = corpus.indices(valid_actors), corpus.indices(range(21, 25))
     halves = (valid_actors[:2], valid_actors[2:])
-    speakers = corpus.speaker_table() if model_config.functionals_norm == "speaker" else None
+    speakers = corpus.speaker_table() if model_config.uses_speakers else None
     valid = corpus.batches(valid_index, 32, None, speakers)
     fit_normalisation(model, corpus.batches(train_index, 64, None))
 

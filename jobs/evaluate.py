@@ -60,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
         info = datasets.inspect_shards(args.data)
         resolved = model_uri.resolve_model(args.model, args.mlflow_uri)
         checkpoint = load_checkpoint(resolved.checkpoint_dir)
-        by_speaker = checkpoint.model.config.functionals_norm == "speaker"
+        by_speaker = checkpoint.model.config.uses_speakers
         batches = datasets.LocalBatches(
             info, args.split, args.batch_size, speaker_statistics=by_speaker
         )
@@ -75,11 +75,11 @@ def run(args: argparse.Namespace) -> int:
     version = f" v{resolved.version}" if resolved.version else ""
     print(f"{resolved.name or resolved.uri}{version} on {args.split} ({batches.rows} clips)")
     speakers = len(batches.speakers.speakers) if batches.speakers is not None else 0
-    if checkpoint.model.config.functionals_norm == "speaker":
+    if checkpoint.model.config.uses_speakers:
         print(
-            f"functionals standardised per speaker ({speakers} speakers in the split)"
+            f"standardised per speaker ({speakers} speakers in the split)"
             if speakers
-            else "the shards name no speakers: functionals standardised by the training split's"
+            else "the shards name no speakers: standardised by the training split's statistics"
         )
     print(format_table(results))
     if args.json:

@@ -374,18 +374,18 @@ def labeller_kwargs(config: LabelConfig, model: PinnedModel, device: str) -> dic
 def _speaker_table(
     plan: Plan, config: LabelConfig, model_config: ModelConfig, log: Callable[[str], None]
 ) -> SpeakerTable | None:
-    """Statistics of the speakers that clip-shard input names, for a model that standardises its
-    functionals per speaker; None otherwise (media input has no speakers: the training split's
+    """Statistics of the speakers that clip-shard input names, for a model that standardises per
+    speaker; None otherwise (media input has no speakers: the training split's
     statistics saved with the model serve)."""
     if plan.kind != "shards":
         return None
-    if model_config.functionals_norm != "speaker":
+    if not model_config.uses_speakers:
         return None
     from pipelines.train import datasets
 
     table = datasets.speaker_table(datasets.inspect_shards(config.input_uri), None)
     if table is not None:
-        log(f"label: functionals standardised per speaker ({len(table.speakers)} speakers)")
+        log(f"label: standardised per speaker ({len(table.speakers)} speakers)")
     return table
 
 

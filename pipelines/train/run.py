@@ -514,18 +514,18 @@ def latest_run_name(storage_uri: str) -> str | None:
 def _speaker_table(
     info: datasets.ShardInfo, model_config: ModelConfig, log: Callable[[str], None]
 ) -> SpeakerTable | None:
-    """The train and valid speakers' statistics, for a model that standardises its functionals
-    per speaker; None for any other model, or data without speakers (it says so)."""
-    if model_config.functionals_norm != "speaker":
+    """The train and valid speakers' statistics, for a model that standardises per speaker;
+    None for any other model, or data without speakers (it says so)."""
+    if not model_config.uses_speakers:
         return None
     table = datasets.speaker_table(info, ("train", "valid"))
     if table is None:
         log(
             "train: the shards name no speakers (a manifest with a speaker column does): the "
-            "functionals are standardised by the training split's statistics instead"
+            "model standardises by the training split's statistics instead"
         )
         return None
-    log(f"train: functionals standardised per speaker ({len(table.speakers)} speakers)")
+    log(f"train: standardised per speaker ({len(table.speakers)} speakers)")
     return table
 
 

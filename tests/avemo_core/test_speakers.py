@@ -1,6 +1,6 @@
-"""Speaker-level standardisation of the utterance functionals: each speaker's statistics (shrunk
-towards all clips'), unknown speakers falling back to the training split's, and a model that
-uses them only where it was built to."""
+"""Speaker-level standardisation of the utterance functionals and of the input log-mel: each
+speaker's statistics (shrunk towards all clips'), unknown speakers falling back to the training
+split's, and a model that uses them only where it was built to."""
 
 from __future__ import annotations
 
@@ -73,6 +73,25 @@ def test_the_table_round_trips_through_a_plain_dict() -> None:
     assert again.speakers == table.speakers
     np.testing.assert_array_equal(again.centre, table.centre)
     np.testing.assert_array_equal(again.scale, table.scale)
+    assert again.audio_centre is not None and table.audio_centre is not None
+    np.testing.assert_array_equal(again.audio_centre, table.audio_centre)
+    # a table saved before the input statistics existed still loads, and attaches none
+    old = SpeakerTable.from_dict({k: table.to_dict()[k] for k in ("speakers", "centre", "scale")})
+    assert old.lookup_audio(["ann"]) is None
+    assert old.attach(batch_of(clips), speakers).audio_centre is None
+
+
+def test_each_speaker_has_the_per_bin_statistics_of_its_frames() -> None:
+    speakers, clips = voices()
+    table = fit_speaker_table([(speakers, batch_of(clips))], prior_clips=0.0)
+    assert table is not None and table.audio_centre is not None and table.audio_scale is not None
+    for name, rows in (("ann", slice(0, 5)), ("bob", slice(5, 12))):
+        frames = np.concatenate(clips[rows]).astype(np.float64)  # (N, 80)
+        i = table.speakers.index(name)
+        np.testing.assert_allclose(table.audio_centre[i], frames.mean(0), rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(table.audio_scale[i], frames.std(0), rtol=1e-3)
+    centre, _ = table.lookup_audio(["bob", None]) or (None, None)
+    assert centre is not None and centre.shape == (2, 80) and np.isnan(centre[1]).all()
 
 
 def speaker_model() -> CrossModalTransformer:
@@ -132,8 +151,43 @@ def test_speaker_statistics_travel_with_the_batch() -> None:
     assert random_batch(0).to("cpu").functionals_centre is None
 
 
+def input_speaker_model() -> CrossModalTransformer:
+    torch.manual_seed(0)
+    config = ModelConfig.named(
+        "tiny", audio_norm="speaker", utterance_functionals=True, functionals_norm="speaker"
+    )
+    return CrossModalTransformer(config).eval()
+
+
+def test_a_speaker_normalised_input_does_not_see_who_speaks() -> None:
+    """Moving one speaker's every frame by a constant (a louder voice, another microphone) leaves
+    that speaker's outputs as they were; a clip of nobody is normalised by the corpus's."""
+    speakers, clips = voices()
+    model = input_speaker_model()
+    fit_normalisation(model, [batch_of(clips)])
+
+    def logits(clips: list[np.ndarray]) -> torch.Tensor:
+        table = fit_speaker_table([(speakers, batch_of(clips))], prior_clips=0.0)
+        assert table is not None
+        return model(table.attach(batch_of(clips), speakers), "a")
+
+    louder = [c + (4.0 if s == "ann" else 0.0) for s, c in zip(speakers, clips, strict=True)]
+    before, after = logits(clips), logits(louder)
+    torch.testing.assert_close(after[:12], before[:12], atol=1e-4, rtol=1e-4)
+    corpus_model = CrossModalTransformer(
+        ModelConfig.named("tiny", utterance_functionals=True, functionals_norm="speaker")
+    ).eval()
+    corpus_model.load_state_dict(model.state_dict())
+    plain = corpus_model(batch_of(clips), "a")
+    torch.testing.assert_close(before[12], plain[12])  # nobody: the corpus statistics
+    assert not torch.allclose(before[:12], plain[:12], atol=1e-3)  # the others: their own
+
+
 def test_speaker_norm_needs_the_functionals_branch() -> None:
     with pytest.raises(ConfigError, match="needs utterance_functionals"):
         ModelConfig.named("tiny", functionals_norm="speaker")
     with pytest.raises(ConfigError, match="functionals_norm must be one of"):
         ModelConfig.named("tiny", utterance_functionals=True, functionals_norm="actor")
+    with pytest.raises(ConfigError, match="audio_norm='speaker' with utterance functionals"):
+        ModelConfig.named("tiny", audio_norm="speaker", utterance_functionals=True)
+    assert ModelConfig.named("tiny", audio_norm="speaker").uses_speakers

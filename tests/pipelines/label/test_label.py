@@ -263,7 +263,7 @@ def test_shards_that_name_speakers_are_labelled_with_their_statistics(tmp_path: 
     write_clip_shards(tmp_path / "shards", spec)
     lines: list[str] = []
     run_label(_config(tmp_path / "shards", tmp_path / "out", model_dir), lines.append)
-    assert "label: functionals standardised per speaker (3 speakers)" in lines
+    assert "label: standardised per speaker (3 speakers)" in lines
     labels = LabelStore(str(tmp_path / "out")).read_labels()
     table = datasets.speaker_table(datasets.inspect_shards(str(tmp_path / "shards")), None)
     assert table is not None
