@@ -15,8 +15,10 @@ The frames the decoder hands out are sampled in Python: sampled frame k (at k / 
 from the run's start) is the last decoded frame starting before (k + 0.5) / fps, the frame
 ffmpeg's `fps` filter picks (it rounds timestamps to the nearest output tick); only sampled
 frames are scaled and converted (swscale, inside `VideoFrame.reformat`), the others are dropped
-as decoded. The audio goes through FFmpeg's resampler (swresample, as the CLI uses) to mono
-float32 at the target rate.
+as decoded. A frame no sampled time can pick is not even decoded where no other frame depends on
+it (`skip_frame`, for the codecs of `SKIPPABLE_CODECS`): the B-frames of most camera, phone and
+broadcast H.264 and HEVC (bench/extract.py measures it). The audio goes through FFmpeg's
+resampler (swresample, as the CLI uses) to mono float32 at the target rate.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from __future__ import annotations
 import math
 import os
 import stat
+from collections import deque
 from collections.abc import Iterator
 from typing import Any, BinaryIO
 
@@ -44,6 +47,16 @@ INTERPOLATION = {
     "bicubic": "BICUBIC",
     "neighbor": "POINT",
 }
+
+
+# Decoders that honour `skip_frame = NONREF` by dropping exactly the frames no other frame refers
+# to (B-frames or non-reference pictures); any other codec decodes every frame.
+SKIPPABLE_CODECS = frozenset({"h264", "hevc", "mpeg2video", "mpeg4"})
+# Video packets demuxed ahead of the decoder, so that the frame presented after each one is known
+# (more than any decoder's reordering delay: 16 frames for H.264), and at most this many times as
+# many packets of all streams (a file whose video ends long before its audio).
+_LOOKAHEAD_PACKETS = 32
+_MAX_AHEAD_FACTOR = 8
 
 
 class InProcessUnsupported(Exception):
@@ -254,6 +267,16 @@ class PyAvRun:
         self._on_screen: Any = None  # the last decoded frame starting at or before the next time
         self._on_screen_begin_s = -math.inf
         self._on_screen_end_s = -math.inf
+        video_stream = self._streams["video"]
+        self._may_skip = (
+            "video" in self._names and video_stream.codec_context.name in SKIPPABLE_CODECS
+        )
+        self._skipping = False  # the video decoder's skip_frame is NONREF now
+        self._ahead: deque[Any] = deque()  # packets demuxed, not decoded yet
+        self._video_ahead = 0  # of them, video packets
+        self._demux_end: str | None = None  # set when demuxing ended: "" cleanly, else why not
+        self._recent_pts: deque[int] = deque(maxlen=_LOOKAHEAD_PACKETS)  # video packets decoded
+        self.frames_decoded = 0  # video frames the decoder handed out (skipped ones are not)
 
     # -- the reader's side ---------------------------------------------------------------------
     def read(self, name: str, nbytes: int) -> bytes:
@@ -285,21 +308,15 @@ class PyAvRun:
     # -- decoding ------------------------------------------------------------------------------
     def _pump(self) -> None:
         """Demux one packet and decode it into its stream's pending bytes."""
-        try:
-            packet = next(self._packets)
-        except StopIteration:
-            self._end_all()
-            return
-        except av.error.EOFError:
-            self._end_all()
-            return
-        except av.error.FFmpegError as err:
-            self._error = f"{type(err).__name__}: {err}"
+        packet = self._next_packet()
+        if packet is None:
             self._end_all()
             return
         name = packet.stream.type
         if name not in self._streams or self._ended.get(name, True):
             return
+        if name == "video" and self._may_skip:
+            self._skip_unless_sampled(packet)
         try:
             frames = packet.decode()  # an empty packet flushes the decoder at the end
         except av.error.FFmpegError:
@@ -309,6 +326,56 @@ class PyAvRun:
                 self._audio(frame)
             else:
                 self._video(frame)
+
+    def _next_packet(self) -> Any | None:
+        """The next packet in file order, None at the end (`_error` set if demuxing failed).
+        Where frames may be skipped, video packets are read `_LOOKAHEAD_PACKETS` ahead."""
+        wanted = _LOOKAHEAD_PACKETS if self._may_skip else 0
+        while self._demux_end is None and (
+            not self._ahead
+            or (self._video_ahead < wanted and len(self._ahead) < _MAX_AHEAD_FACTOR * wanted)
+        ):
+            try:
+                packet = next(self._packets)
+            except (StopIteration, av.error.EOFError):
+                self._demux_end = ""
+                break
+            except av.error.FFmpegError as err:
+                self._demux_end = f"{type(err).__name__}: {err}"
+                break
+            self._ahead.append(packet)
+            self._video_ahead += packet.stream.type == "video"
+        if not self._ahead:
+            self._error = self._demux_end or self._error
+            return None
+        packet = self._ahead.popleft()
+        self._video_ahead -= packet.stream.type == "video"
+        return packet
+
+    def _skip_unless_sampled(self, packet: Any) -> None:
+        """Let the decoder drop this packet's frame (if no other frame refers to it) when no
+        sampled time can pick it: none falls between its start and the next frame's (known from
+        the packets around it). A packet without a timestamp, or whose successor is not among
+        them (the last), is decoded."""
+        tick = self._tick_s["video"]
+        wanted = True
+        if packet.pts is not None and tick and packet.size:
+            around = [p.pts for p in self._ahead if p.stream.type == "video" and p.pts is not None]
+            later = [pts for pts in (*around, *self._recent_pts) if pts > packet.pts]
+            self._recent_pts.append(packet.pts)
+            if later:
+                begin_s = packet.pts * tick - self._origin_s
+                next_s = min(later) * tick - self._origin_s
+                margin_s = 0.25 * (next_s - begin_s)  # timestamps not exactly regular
+                first = math.ceil((begin_s - margin_s - self._start_s) * self._fps - 0.5 - _EPS)
+                first = max(first, self._next_frame)  # the samples before it are out already
+                # the frame reaching the run's end is decoded too: it ends the run
+                wanted = next_s + margin_s >= self._end_s or (
+                    first < self._frames_wanted and self._sample_point(first) < next_s + margin_s
+                )
+        if wanted == self._skipping:
+            self._skipping = not wanted
+            self._streams["video"].codec_context.skip_frame = "NONREF" if not wanted else "DEFAULT"
 
     def _end_all(self) -> None:
         if not self._ended.get("audio", True):
@@ -340,6 +407,7 @@ class PyAvRun:
             self._ended["audio"] = True
 
     def _video(self, frame: Any) -> None:
+        self.frames_decoded += 1
         begin_s = self._frame_begin_s(frame)
         if self._on_screen is not None or begin_s > self._start_s:
             # the frame on screen until now covers every sampled time before this one starts

@@ -11,10 +11,11 @@ import numpy as np
 import pytest
 
 from avemo_core.features.audio import LogMelExtractor
+from avemo_core.media import inprocess
 from avemo_core.media.clips import ClipExtractor, fixed_windows
 from avemo_core.media.decode import DecodeConfig, Span, SpanDecoder
 from avemo_core.media.errors import MediaError
-from avemo_core.media.inprocess import InProcessUnsupported, probe_inprocess
+from avemo_core.media.inprocess import InProcessUnsupported, PyAvRun, probe_inprocess
 from avemo_core.media.probe import probe, probe_ffprobe
 from tests.pipelines import media_factory as mf
 
@@ -37,11 +38,21 @@ def media(tmp_path_factory: pytest.TempPathFactory) -> Path:
     mf.av_file(folder / "audio.flac", 3.5, video=False, audio_codec=("-c:a", "flac"))
     mf.av_file(folder / "video.webm", 2.0, audio=False, video_codec=("-c:v", "libvpx"))
     mf.rotated_mp4(folder / "rotated.mp4")
+    # B-frames (x264's default preset: frames nothing refers to), timestamps irregular in one
+    bframes = ("-c:v", "libx264", "-preset", "medium", "-bf", "3", "-pix_fmt", "yuv420p")
+    mf.av_file(folder / "bframes.mp4", 4.0, rate=30, video_codec=bframes)
+    mf.av_file(folder / "vfr.mkv", 4.0, rate=30, video_codec=bframes,
+               extra=("-vf", "setpts='PTS+0.3*sin(N/5)/TB'", "-fps_mode", "vfr"))  # fmt: skip
+    hevc = ("-c:v", "libx265", "-x265-params", "log-level=error:bframes=4")
+    mf.av_file(folder / "hevc.mkv", 3.0, rate=25, audio=False, video_codec=hevc)
     return folder
 
 
+BFRAME_FILES = ["bframes.mp4", "vfr.mkv", "hevc.mkv"]
+
+
 @pytest.mark.parametrize(
-    "name", ["av.mp4", "stereo.mkv", "audio.flac", "video.webm", "rotated.mp4"]
+    "name", ["av.mp4", "stereo.mkv", "audio.flac", "video.webm", "rotated.mp4", *BFRAME_FILES]
 )
 def test_probe_in_process_equals_ffprobe(media: Path, name: str) -> None:
     ours, theirs = probe_inprocess(str(media / name)), probe_ffprobe(str(media / name))
@@ -53,8 +64,9 @@ def test_probe_in_process_equals_ffprobe(media: Path, name: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "name", ["av.mp4", "stereo.mkv", "audio.flac", "video.webm", "rotated.mp4"]
-)
+    "name", ["av.mp4", "stereo.mkv", "audio.flac", "video.webm", "rotated.mp4", "bframes.mp4",
+             "hevc.mkv"]
+)  # fmt: skip
 def test_decode_in_process_equals_the_cli(media: Path, name: str) -> None:
     """Same spans, same sample counts, audio within 1e-3 (features too), frames alike."""
     path = str(media / name)
@@ -79,6 +91,34 @@ def test_decode_in_process_equals_the_cli(media: Path, name: str) -> None:
             assert a.frames.shape == b.frames.shape
             # the same source frames, scaled by the same swscale: within a grey level or two
             assert np.abs(a.frames.astype(int) - b.frames.astype(int)).mean() < 3.0
+
+
+def _sampled(path: Path, start_s: float, duration_s: float, fps: float) -> tuple[bytes, int]:
+    """The sampled grey frames of a run, and how many frames the decoder handed out."""
+    run = PyAvRun(str(path), ["video"], start_s, duration_s, RATE, fps, (80, 60), 0, "gray",
+                  "area", 1)  # fmt: skip
+    data = b""
+    while not run.eof["video"]:
+        data += run.read("video", 80 * 60 * 8)
+    run.close()
+    return data, run.frames_decoded
+
+
+@pytest.mark.parametrize("name", BFRAME_FILES)
+@pytest.mark.parametrize(
+    "start_s, duration_s, fps", [(0.0, 5.0, 5.0), (1.3, 2.1, 2.0), (0.5, 3.0, 12.0)]
+)
+def test_frames_no_sample_needs_are_not_decoded(
+    media: Path, name: str, start_s: float, duration_s: float, fps: float,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    """Skipping the frames nothing refers to and no sampled time picks leaves every sampled
+    frame as it was (irregular timestamps included), with fewer frames decoded."""
+    skipped, decoded_skipping = _sampled(media / name, start_s, duration_s, fps)
+    monkeypatch.setattr(inprocess, "SKIPPABLE_CODECS", frozenset())
+    every, decoded_all = _sampled(media / name, start_s, duration_s, fps)
+    assert skipped == every and len(every) > 0
+    assert decoded_skipping < decoded_all * (0.9 if fps < 10 else 1.0)
 
 
 def _clip(window_s: float):  # noqa: ANN202 - a ClipConfig
