@@ -241,7 +241,7 @@ class PyAvRun:
         self._start_s = start_s
         self._end_s = start_s + duration_s
         if start_s > 0:
-            self._container.seek(round((self._origin_s + start_s) * 1e6), backward=True)
+            self._seek_to_keyframe(start_s)
         self._packets: Iterator[Any] = self._container.demux(
             [self._streams[n] for n in self._names]
         )
@@ -277,6 +277,28 @@ class PyAvRun:
         self._demux_end: str | None = None  # set when demuxing ended: "" cleanly, else why not
         self._recent_pts: deque[int] = deque(maxlen=_LOOKAHEAD_PACKETS)  # video packets decoded
         self.frames_decoded = 0  # video frames the decoder handed out (skipped ones are not)
+
+    def _seek_to_keyframe(self, start_s: float) -> None:
+        """Seek to `start_s` so that the video's first packet is a keyframe at or before it.
+
+        Demuxers that seek by searching timestamps (MPEG-TS, MPEG-PS) land on whatever packet
+        comes before the target, and H.264 decoded from a packet that is not a keyframe gives
+        no frame until the next one, seconds or a whole file away: such a seek goes back
+        further, twice as far each time, down to the file's start."""
+        video = self._streams["video"] if "video" in self._names else None
+        back_s = 0.0
+        while True:
+            target_s = start_s - back_s
+            # the file's start is timestamp 0 (a search for the origin itself may land after it)
+            timestamp = round((self._origin_s + target_s) * 1e6) if target_s > 0 else 0
+            self._container.seek(timestamp, backward=True)
+            if video is None or target_s <= 0:
+                return
+            first = next(self._container.demux(video), None)
+            if first is None or first.is_keyframe:
+                self._container.seek(timestamp, backward=True)
+                return
+            back_s = max(1.0, 2.0 * back_s)
 
     # -- the reader's side ---------------------------------------------------------------------
     def read(self, name: str, nbytes: int) -> bytes:
@@ -359,7 +381,8 @@ class PyAvRun:
         them (the last), is decoded."""
         tick = self._tick_s["video"]
         wanted = True
-        if packet.pts is not None and tick and packet.size:
+        # only once a decoded frame has shown the video progressive (`_video`)
+        if packet.pts is not None and tick and packet.size and self.frames_decoded:
             around = [p.pts for p in self._ahead if p.stream.type == "video" and p.pts is not None]
             later = [pts for pts in (*around, *self._recent_pts) if pts > packet.pts]
             self._recent_pts.append(packet.pts)
@@ -408,6 +431,11 @@ class PyAvRun:
 
     def _video(self, frame: Any) -> None:
         self.frames_decoded += 1
+        if frame.interlaced_frame and self._may_skip:
+            # fields may come in packets of their own: skipping one of a pair would leave a
+            # sampled frame half decoded, so an interlaced video decodes every frame
+            self._may_skip = self._skipping = False
+            self._streams["video"].codec_context.skip_frame = "DEFAULT"
         begin_s = self._frame_begin_s(frame)
         if self._on_screen is not None or begin_s > self._start_s:
             # the frame on screen until now covers every sampled time before this one starts

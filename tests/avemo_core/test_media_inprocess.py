@@ -45,6 +45,11 @@ def media(tmp_path_factory: pytest.TempPathFactory) -> Path:
                extra=("-vf", "setpts='PTS+0.3*sin(N/5)/TB'", "-fps_mode", "vfr"))  # fmt: skip
     hevc = ("-c:v", "libx265", "-x265-params", "log-level=error:bframes=4")
     mf.av_file(folder / "hevc.mkv", 3.0, rate=25, audio=False, video_codec=hevc)
+    # MPEG-TS with a single keyframe: its demuxer seeks by searching timestamps
+    longgop = ("-c:v", "libx264", "-preset", "veryfast", "-g", "1000", "-pix_fmt", "yuv420p")
+    mf.av_file(folder / "longgop.ts", 4.0, rate=25, video_codec=longgop)
+    interlaced = ("-c:v", "libx264", "-flags", "+ildct+ilme", "-x264-params", "tff=1", "-bf", "3")
+    mf.av_file(folder / "interlaced.mkv", 3.0, rate=25, size="320x240", video_codec=interlaced)
     return folder
 
 
@@ -119,6 +124,25 @@ def test_frames_no_sample_needs_are_not_decoded(
     every, decoded_all = _sampled(media / name, start_s, duration_s, fps)
     assert skipped == every and len(every) > 0
     assert decoded_skipping < decoded_all * (0.9 if fps < 10 else 1.0)
+
+
+def test_interlaced_video_decodes_every_frame(media: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fields may come in packets of their own, and skipping one of a pair would leave a sampled
+    frame half decoded: once a frame shows the video interlaced, nothing more is skipped."""
+    skipped, decoded_skipping = _sampled(media / "interlaced.mkv", 0.0, 3.0, 5.0)
+    monkeypatch.setattr(inprocess, "SKIPPABLE_CODECS", frozenset())
+    every, decoded_all = _sampled(media / "interlaced.mkv", 0.0, 3.0, 5.0)
+    assert skipped == every and decoded_skipping == decoded_all >= 70
+
+
+@pytest.mark.parametrize("name", ["longgop.ts", "bframes.mp4"])
+def test_a_run_starting_mid_file_seeks_back_to_a_keyframe(media: Path, name: str) -> None:
+    """A seek that lands on a packet that is not a keyframe (MPEG-TS) would decode nothing:
+    the run starting at 2 s gives the frames the run from the start gives for the same times."""
+    whole, _ = _sampled(media / name, 0.0, 3.6, 5.0)
+    later, _ = _sampled(media / name, 2.0, 1.6, 5.0)
+    frame = 80 * 60
+    assert len(later) == 8 * frame and later == whole[10 * frame : 18 * frame]
 
 
 def _clip(window_s: float):  # noqa: ANN202 - a ClipConfig
