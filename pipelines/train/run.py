@@ -475,6 +475,18 @@ def _save_run_record(settings: RunSettings, record: dict[str, Any]) -> None:
     fs.pipe_file(path, (json.dumps(record, indent=2, sort_keys=True) + "\n").encode())
 
 
+def _materialize(data: Any) -> Any:
+    """`data.materialize()` once Ray's resource view shows a free CPU. The only Ray Data runs the
+    driver executes itself: Ray Data warns that a run "will hang" when the view shows no free
+    CPU as it starts, which a loaded machine's lagging view did on CI right after Ray's start,
+    and between the train split's run and the valid split's (the CPU the first held not yet
+    shown free again)."""
+    import ray
+
+    wait_for_cpus(ray.available_resources, FREE_CPU_WAIT_S)
+    return data.materialize()
+
+
 def _datasets(
     info: datasets.ShardInfo, mode: str, settings: RunSettings, seed: int
 ) -> tuple[dict[str, Any], datasets.CachePlan]:
@@ -486,17 +498,13 @@ def _datasets(
     """
     import ray
 
-    # The one Ray Data run the driver executes itself (`materialize`): Ray Data warns that it
-    # "will hang" when the resource view shows no free CPU as it starts, which a loaded machine's
-    # lagging view did twice on CI right after Ray's start; give the view a few seconds first.
-    wait_for_cpus(ray.available_resources, FREE_CPU_WAIT_S)
     store_bytes = float(ray.cluster_resources().get("object_store_memory", 0.0))
     plan = datasets.plan_cache(
         info, mode, store_bytes, settings.cache_budget_share, settings.cache_data
     )
     if plan.cache:
         splits = datasets.training_datasets(info, mode)
-        return {name: data.materialize() for name, data in splits.items()}, plan
+        return {name: _materialize(data) for name, data in splits.items()}, plan
     return datasets.training_datasets(info, mode, shuffle_seed=seed), plan
 
 
