@@ -2,7 +2,7 @@
 
     .venv/bin/python -m bench.recipe_search [--corpus ../shared/data/ravdess-speech]
         [--cache /tmp/avemo-ravdess-logmel.npz] [--size small] [--model KEY=VALUE ...]
-        [--train KEY=VALUE ...] [--average-last K] [--seeds 0] [--speaker-norm]
+        [--train KEY=VALUE ...] [--average-last K] [--seeds 0]
         [--fold K] [--test] [--dump PATH]
 
 Log-mels are extracted once with the project's `LogMelExtractor` (ffmpeg decodes to 16 kHz mono)
@@ -16,12 +16,11 @@ the chosen recipe only, never to choose one. Settings are chosen on valid. `--fo
 validates on actors 4K-3..4K instead and trains on the other 16 of actors 1-20: five folds
 cross-validate a choice over all 20 non-test actors, where one split of 4 actors is noisy.
 
-Two speaker-level normalisations (no labels used; each actor's statistics over all of that
-actor's clips): `--speaker-norm` z-scores the input log-mel per bin by the actor's mean and
-standard deviation (then the corpus statistics are about the identity); `--model
-functionals_norm=speaker` standardises the utterance functionals by the actor's statistics (the
-library's `avemo_core.speakers`, the actor as the speaker), and `--test` then also scores the test
-actors without speakers (`test_without_speakers`: as labelling new media sees them).
+The two speaker-level normalisations of `small` (`--model audio_norm=corpus` or
+`functionals_norm=split` turn them off) use the library's `avemo_core.speakers` with the actor as
+the speaker (no labels used; each actor's statistics over all of that actor's clips); `--test`
+then also scores the test actors without speakers (`test_without_speakers`: as labelling new
+media sees them).
 """
 
 from __future__ import annotations
@@ -101,16 +100,6 @@ class Corpus:
         self.clips = [
             feats[a:b].astype(np.float32) for a, b in zip(offsets[:-1], offsets[1:], strict=True)
         ]
-
-    def normalise_per_speaker(self) -> None:
-        """Each clip z-scored per mel bin by its own actor's statistics over all of that actor's
-        clips (no labels used): speaker-level normalisation of the input log-mel."""
-        for actor in np.unique(self.actors):
-            own = np.flatnonzero(self.actors == actor)
-            frames = np.concatenate([self.clips[i] for i in own]).astype(np.float64)
-            mean, std = frames.mean(axis=0), frames.std(axis=0) + 1e-5
-            for i in own:
-                self.clips[i] = ((self.clips[i] - mean) / std).astype(np.float32)
 
     def indices(self, actors: range | tuple[int, ...]) -> np.ndarray:
         return np.flatnonzero(np.isin(self.actors, list(actors)))
@@ -287,17 +276,12 @@ def main() -> int:
     parser.add_argument(
         "--fold", type=int, default=0, help="valid actors: 0 = 17-20; 1-5 = actors 4k-3..4k"
     )
-    parser.add_argument(
-        "--speaker-norm", action="store_true", help="z-score each clip by its actor's statistics"
-    )
     parser.add_argument("--dump", type=Path, help="save every epoch's valid probabilities here")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if not args.cache.exists():
         build_cache(args.corpus, args.cache)
     corpus = Corpus(args.cache)
-    if args.speaker_norm:
-        corpus.normalise_per_speaker()
     model_config = ModelConfig.named(args.size, **_pairs(args.model))
     results = []
     for seed in args.seeds:

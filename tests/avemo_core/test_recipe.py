@@ -38,6 +38,8 @@ def test_recipe_is_the_default() -> None:
     train = TrainConfig()
     assert train.lr_schedule == "cosine" and train.warmup_epochs >= 1
     assert train.epochs >= 30 and ModelConfig.named("small").dropout > 0.0
+    small = ModelConfig.named("small")
+    assert (small.audio_norm, small.functionals_norm) == ("speaker", "speaker")
     with pytest.raises(ConfigError, match="audio_norm"):
         ModelConfig(audio_norm="global")
     with pytest.raises(ConfigError, match="pooling"):
