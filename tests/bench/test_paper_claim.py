@@ -30,7 +30,7 @@ CONDITIONS = ["av", "a", "v"]
 def test_quick_run_writes_a_complete_table(tmp_path: Path) -> None:
     out = tmp_path / "work"
     proc = subprocess.run(
-        [sys.executable, "bench/paper_claim.py", "--quick", "--out", str(out)],
+        [sys.executable, "-m", "bench.paper_claim", "--quick", "--out", str(out)],
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,
