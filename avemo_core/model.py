@@ -26,6 +26,8 @@ from avemo_core.labels import CONDITION_MODALITIES, CONDITIONS
 # Time subsampling of the audio encoder's two stride-2 convolutions.
 AUDIO_SUBSAMPLING = 4
 AUDIO_NORMS = ("corpus", "speaker", "utterance")
+# The norms that keep the training split's per-bin statistics (speaker: for unknown speakers).
+CORPUS_STATISTICS_NORMS = ("corpus", "speaker")
 AUDIO_FRONTENDS = ("conv1d", "conv2d")
 POOLINGS = ("stats", "mean")
 # split: functionals standardised by the training split's statistics; speaker: by each clip's
@@ -377,7 +379,7 @@ class AudioFrontEnd(nn.Module):
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.norm = config.audio_norm
-        if self.norm in ("corpus", "speaker"):
+        if self.norm in CORPUS_STATISTICS_NORMS:
             self.register_buffer("audio_mean", torch.zeros(config.audio_dims))
             self.register_buffer("audio_std", torch.ones(config.audio_dims))
         self.subsample = (
@@ -389,7 +391,7 @@ class AudioFrontEnd(nn.Module):
 
     def set_normalisation(self, mean: torch.Tensor, std: torch.Tensor) -> None:
         """Store (F,) corpus mean and standard deviation (floored) for every later forward."""
-        if self.norm not in ("corpus", "speaker"):
+        if self.norm not in CORPUS_STATISTICS_NORMS:
             raise ValueError("set_normalisation needs audio_norm='corpus' or 'speaker'")
         if mean.shape != self.audio_mean.shape or std.shape != self.audio_std.shape:
             raise ValueError(f"need ({self.audio_mean.shape[0]},) mean and std")
@@ -411,7 +413,7 @@ class AudioFrontEnd(nn.Module):
             centre = torch.where(unknown, self.audio_mean.expand_as(centre), centre)
             scale = torch.where(unknown, self.audio_std.expand_as(scale), scale)
             return (audio - centre[:, None]) / scale[:, None] * weights
-        if self.norm in ("corpus", "speaker"):
+        if self.norm in CORPUS_STATISTICS_NORMS:
             return (audio - self.audio_mean) / self.audio_std * weights
         count = weights.sum(dim=1, keepdim=True).clamp(min=1.0)  # (B, 1, 1)
         mean = (audio * weights).sum(dim=1, keepdim=True) / count  # (B, 1, F)

@@ -22,7 +22,7 @@ from avemo_core.augment import augment_batch
 from avemo_core.colearning import CoLearningConfig, colearning_loss, conditions_for_mode
 from avemo_core.config import FrozenConfig, require
 from avemo_core.data import Batch
-from avemo_core.model import CrossModalTransformer
+from avemo_core.model import CORPUS_STATISTICS_NORMS, CrossModalTransformer
 from avemo_core.selection import SCORE_KEY, Selection, selection_score
 
 LR_SCHEDULES = ("cosine", "constant")
@@ -190,7 +190,7 @@ def fit_normalisation(model: CrossModalTransformer, batches: Iterable[Batch]) ->
     for audio-less data.
     """
     fitted = False
-    if model.config.audio_norm in ("corpus", "speaker"):  # speaker: the corpus's as fallback
+    if model.config.audio_norm in CORPUS_STATISTICS_NORMS:
         stats = feature_statistics(batches)
         if stats is None:
             return False

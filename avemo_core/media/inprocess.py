@@ -273,7 +273,7 @@ class PyAvRun:
         )
         self._skipping = False  # the video decoder's skip_frame is NONREF now
         self._ahead: deque[Any] = deque()  # packets demuxed, not decoded yet
-        self._video_ahead = 0  # of them, video packets
+        self._video_pts_ahead: deque[int | None] = deque()  # of them, the video packets' pts
         self._demux_end: str | None = None  # set when demuxing ended: "" cleanly, else why not
         self._recent_pts: deque[int] = deque(maxlen=_LOOKAHEAD_PACKETS)  # video packets decoded
         self.frames_decoded = 0  # video frames the decoder handed out (skipped ones are not)
@@ -355,7 +355,10 @@ class PyAvRun:
         wanted = _LOOKAHEAD_PACKETS if self._may_skip else 0
         while self._demux_end is None and (
             not self._ahead
-            or (self._video_ahead < wanted and len(self._ahead) < _MAX_AHEAD_FACTOR * wanted)
+            or (
+                len(self._video_pts_ahead) < wanted
+                and len(self._ahead) < _MAX_AHEAD_FACTOR * wanted
+            )
         ):
             try:
                 packet = next(self._packets)
@@ -366,12 +369,14 @@ class PyAvRun:
                 self._demux_end = f"{type(err).__name__}: {err}"
                 break
             self._ahead.append(packet)
-            self._video_ahead += packet.stream.type == "video"
+            if packet.stream.type == "video":
+                self._video_pts_ahead.append(packet.pts)
         if not self._ahead:
             self._error = self._demux_end or self._error
             return None
         packet = self._ahead.popleft()
-        self._video_ahead -= packet.stream.type == "video"
+        if packet.stream.type == "video":
+            self._video_pts_ahead.popleft()
         return packet
 
     def _skip_unless_sampled(self, packet: Any) -> None:
@@ -383,9 +388,8 @@ class PyAvRun:
         wanted = True
         # only once a decoded frame has shown the video progressive (`_video`)
         if packet.pts is not None and tick and packet.size and self.frames_decoded:
-            around = [p.pts for p in self._ahead if p.stream.type == "video" and p.pts is not None]
-            later = [pts for pts in (*around, *self._recent_pts) if pts > packet.pts]
-            self._recent_pts.append(packet.pts)
+            around = (*self._video_pts_ahead, *self._recent_pts)
+            later = [pts for pts in around if pts is not None and pts > packet.pts]
             if later:
                 begin_s = packet.pts * tick - self._origin_s
                 next_s = min(later) * tick - self._origin_s
@@ -396,6 +400,8 @@ class PyAvRun:
                 wanted = next_s + margin_s >= self._end_s or (
                     first < self._frames_wanted and self._sample_point(first) < next_s + margin_s
                 )
+        if packet.pts is not None:
+            self._recent_pts.append(packet.pts)
         if wanted == self._skipping:
             self._skipping = not wanted
             self._streams["video"].codec_context.skip_frame = "NONREF" if not wanted else "DEFAULT"
