@@ -29,8 +29,9 @@ from safetensors.torch import load_model, save_model
 
 from avemo_core import __version__
 from avemo_core.config import ConfigError
+from avemo_core.ensemble import Model, build_model
 from avemo_core.labels import CONDITION_MODALITIES, CONDITIONS
-from avemo_core.model import CrossModalTransformer, ModelConfig
+from avemo_core.model import ModelConfig
 
 FORMAT_VERSION = 1
 WEIGHTS_FILE = "model.safetensors"
@@ -45,7 +46,7 @@ class CheckpointError(ValueError):
 
 @dataclasses.dataclass
 class Checkpoint:
-    model: CrossModalTransformer
+    model: Model
     model_config: ModelConfig
     thresholds: dict[str, list[float]]  # condition -> (E,) thresholds tuned on validation
     labels: list[str]  # emotion names in logit order
@@ -203,7 +204,7 @@ def load_checkpoint(directory: str | Path, map_location: str = "cpu") -> Checkpo
     weights = root / WEIGHTS_FILE
     if not weights.is_file():
         raise CheckpointError(f"{weights} is missing")
-    model = CrossModalTransformer(config)
+    model = build_model(config)
     try:
         load_model(model, weights, strict=True)
     except SafetensorError as err:

@@ -18,11 +18,11 @@ import dataclasses
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from avemo_core.config import FrozenConfig, require
 from avemo_core.data import Batch
 from avemo_core.labels import CONDITIONS
-from avemo_core.model import CrossModalTransformer
 
 MODES = ("colearn", "av", "audio", "visual")
 
@@ -139,44 +139,67 @@ def _finish(
     return LossOutput(loss=loss, parts=dict(zip(names, values, strict=True)), logits=logits)
 
 
-def colearning_loss(
-    model: CrossModalTransformer, batch: Batch, config: CoLearningConfig
-) -> LossOutput:
+# The views each mode trains.
+_MODE_VIEWS: dict[str, tuple[str, ...]] = {
+    "colearn": ("av", "a", "v"),
+    "av": ("av",),
+    "audio": ("a",),
+    "visual": ("v",),
+}
+
+
+def colearning_loss(model: nn.Module, batch: Batch, config: CoLearningConfig) -> LossOutput:
     """The training loss of one batch under `config.mode`; terms with weight 0 are not computed.
 
-    Only `model(...)` is called, so `model` may be a DistributedDataParallel wrapper of one.
+    Only `model(...)` is called, so `model` may be a DistributedDataParallel wrapper of one. An
+    ensemble's members (logits (K, B, E)) are each scored on their own and their terms averaged.
     """
-    known = batch.label_known
-    has_audio, has_visual = batch.has_audio, batch.has_visual
-    if config.mode == "audio":
-        logits = model(batch, views=("a",))
-        terms = {
-            "bce_a": masked_bce(logits["a"], batch.labels, has_audio & known, batch.label_mask)
-        }
-        return _finish(terms, {"bce_a": 1.0}, logits)
-    if config.mode == "visual":
-        logits = model(batch, views=("v",))
-        terms = {
-            "bce_v": masked_bce(logits["v"], batch.labels, has_visual & known, batch.label_mask)
-        }
-        return _finish(terms, {"bce_v": 1.0}, logits)
-
     # Selection by what the data holds: a dropped modality still counts as an av sample.
-    both = has_audio & has_visual & known
-    if config.mode == "av":
-        if model.training and config.modality_dropout > 0.0:
-            batch = _drop_modalities(batch, config.modality_dropout)
-        logits = model(batch, views=("av",))
-        terms = {"bce_av": masked_bce(logits["av"], batch.labels, both, batch.label_mask)}
-        return _finish(terms, {"bce_av": 1.0}, logits)
+    selection = _Selection.of(batch)
+    if config.mode == "av" and model.training and config.modality_dropout > 0.0:
+        batch = _drop_modalities(batch, config.modality_dropout)
+    logits = model(batch, views=_MODE_VIEWS[config.mode])  # one encoding per modality for all
+    first = next(iter(logits.values()))
+    if first.dim() == 2:
+        terms, weights = _terms(logits, batch, selection, config)
+    else:
+        members = [{c: out[k] for c, out in logits.items()} for k in range(first.shape[0])]
+        scored = [_terms(member, batch, selection, config) for member in members]
+        weights = scored[0][1]
+        terms = {name: torch.stack([t[name] for t, _ in scored]).mean() for name in weights}
+    return _finish(terms, weights, logits)
 
-    logits = model(batch, views=("av", "a", "v"))  # one encoding of each modality for all three
+
+@dataclasses.dataclass(frozen=True)
+class _Selection:
+    """(B,) bool: the labelled samples that can form each view."""
+
+    a: torch.Tensor
+    v: torch.Tensor
+    av: torch.Tensor
+
+    @classmethod
+    def of(cls, batch: Batch) -> _Selection:
+        known = batch.label_known
+        return cls(
+            a=batch.has_audio & known,
+            v=batch.has_visual & known,
+            av=batch.has_audio & batch.has_visual & known,
+        )
+
+
+def _terms(
+    logits: dict[str, torch.Tensor], batch: Batch, selection: _Selection, config: CoLearningConfig
+) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
+    """Loss terms and their weights from one network's (B, E) logits of the mode's views."""
     terms = {
-        "bce_av": masked_bce(logits["av"], batch.labels, both, batch.label_mask),
-        "bce_a": masked_bce(logits["a"], batch.labels, has_audio & known, batch.label_mask),
-        "bce_v": masked_bce(logits["v"], batch.labels, has_visual & known, batch.label_mask),
+        f"bce_{c}": masked_bce(logits[c], batch.labels, getattr(selection, c), batch.label_mask)
+        for c in logits
     }
-    weights = {"bce_av": 1.0, "bce_a": 1.0, "bce_v": 1.0}
+    weights = dict.fromkeys(terms, 1.0)
+    if config.mode != "colearn":
+        return terms, weights
+    both = selection.av
     t = config.temperature
     if config.transfer_to_single > 0.0:
         teacher = _softened(logits["av"], t)
@@ -188,4 +211,4 @@ def colearning_loss(
         teacher = (_softened(logits["a"], t) + _softened(logits["v"], t)) / 2.0
         terms["kd_to_av"] = soft_target_kd(logits["av"], teacher, t, both)
         weights["kd_to_av"] = config.transfer_to_av
-    return _finish(terms, weights, logits)
+    return terms, weights

@@ -16,9 +16,9 @@ import numpy as np
 import torch
 
 from avemo_core.data import Batch
+from avemo_core.ensemble import Model
 from avemo_core.labels import CONDITION_MODALITIES, CONDITIONS
 from avemo_core.metrics import decide
-from avemo_core.model import CrossModalTransformer
 
 
 @dataclasses.dataclass
@@ -50,9 +50,7 @@ def _ordered(conditions: Sequence[str]) -> list[str]:
 
 
 @torch.inference_mode()
-def probabilities(
-    model: CrossModalTransformer, batch: Batch, conditions: Sequence[str]
-) -> dict[str, np.ndarray]:
+def probabilities(model: Model, batch: Batch, conditions: Sequence[str]) -> dict[str, np.ndarray]:
     """condition -> (B, E) float32 sigmoid probabilities, NaN on rows that cannot form it.
 
     `batch` must already be on the model's device. A modality no row needs is not encoded.
@@ -78,7 +76,7 @@ def probabilities(
 
 
 def infer(
-    model: CrossModalTransformer,
+    model: Model,
     batch: Batch,
     conditions: Sequence[str],
     thresholds: Mapping[str, Sequence[float]],

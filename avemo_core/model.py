@@ -105,6 +105,9 @@ class ModelConfig(FrozenConfig):
     # how the functionals are standardised (FUNCTIONALS_NORMS): speaker needs speaker statistics
     # in the batch (`Batch.functionals_centre`), else it falls back to the split's
     functionals_norm: str = "split"
+    # independently initialised networks trained side by side, probabilities averaged
+    # (avemo_core/ensemble.py); 1: a single network
+    members: int = 1
 
     @property
     def uses_speakers(self) -> bool:
@@ -137,6 +140,7 @@ class ModelConfig(FrozenConfig):
             f"audio_frontend must be one of {AUDIO_FRONTENDS}",
         )
         require(self.audio_channels > 0, "audio_channels must be > 0")
+        require(self.members >= 1, "members must be >= 1")
         require(
             self.functionals_norm in FUNCTIONALS_NORMS,
             f"functionals_norm must be one of {FUNCTIONALS_NORMS}",

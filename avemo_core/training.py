@@ -22,7 +22,8 @@ from avemo_core.augment import augment_batch
 from avemo_core.colearning import CoLearningConfig, colearning_loss, conditions_for_mode
 from avemo_core.config import FrozenConfig, require
 from avemo_core.data import Batch
-from avemo_core.model import CORPUS_STATISTICS_NORMS, CrossModalTransformer
+from avemo_core.ensemble import Model, networks
+from avemo_core.model import CORPUS_STATISTICS_NORMS
 from avemo_core.selection import SCORE_KEY, Selection, selection_score
 
 LR_SCHEDULES = ("cosine", "constant")
@@ -101,7 +102,7 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def make_optimizer(model: CrossModalTransformer, config: TrainConfig) -> torch.optim.Optimizer:
+def make_optimizer(model: Model, config: TrainConfig) -> torch.optim.Optimizer:
     """AdamW; weight decay on weight matrices and kernels only (decaying norms and biases hurts)."""
     decay = [p for p in model.parameters() if p.requires_grad and p.ndim >= 2]
     no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim < 2]
@@ -165,7 +166,7 @@ def feature_statistics(batches: Iterable[Batch]) -> tuple[torch.Tensor, torch.Te
 
 @torch.no_grad()
 def functionals_statistics(
-    model: CrossModalTransformer, batches: Iterable[Batch]
+    model: Model, batches: Iterable[Batch]
 ) -> tuple[torch.Tensor, torch.Tensor] | None:
     """(K,) mean and standard deviation of the utterance functionals of every clip with audio in
     `batches`, as `model` computes them (`audio_functionals`: after its corpus statistics)."""
@@ -182,25 +183,30 @@ def functionals_statistics(
     return _mean_std(functionals())
 
 
-def fit_normalisation(model: CrossModalTransformer, batches: Iterable[Batch]) -> bool:
-    """Give a model the feature statistics of `batches` (the training split, re-iterable): the
-    corpus normalisation, then (a second pass) the standardisation of its utterance functionals.
+def fit_normalisation(model: Model, batches: Iterable[Batch]) -> bool:
+    """Give a model (every network of an ensemble alike) the feature statistics of `batches` (the
+    training split, re-iterable): the corpus normalisation, then (a second pass) the
+    standardisation of its utterance functionals.
 
     Returns whether it set any: not for an utterance-normalised model without functionals, nor
     for audio-less data.
     """
+    members = networks(model)
+    first = members[0]
     fitted = False
-    if model.config.audio_norm in CORPUS_STATISTICS_NORMS:
+    if first.config.audio_norm in CORPUS_STATISTICS_NORMS:
         stats = feature_statistics(batches)
         if stats is None:
             return False
-        model.audio_front.set_normalisation(*stats)
+        for member in members:
+            member.audio_front.set_normalisation(*stats)
         fitted = True
-    if model.functionals_head is not None:
-        stats = functionals_statistics(model, batches)
+    if first.functionals_head is not None:
+        stats = functionals_statistics(first, batches)
         if stats is None:
             return False
-        model.functionals_head.set_statistics(*stats)
+        for member in members:
+            member.functionals_head.set_statistics(*stats)
         fitted = True
     return fitted
 
@@ -212,7 +218,7 @@ def _autocast(config: TrainConfig, device: torch.device) -> contextlib.AbstractC
 
 
 def train_epoch(
-    model: CrossModalTransformer,
+    model: Model,
     batches: Iterable[Batch],
     optimizer: torch.optim.Optimizer,
     colearning: CoLearningConfig,
@@ -254,7 +260,7 @@ def train_epoch(
 
 
 def predict(
-    model: CrossModalTransformer,
+    model: Model,
     batches: Iterable[Batch],
     conditions: Sequence[str],
     device: torch.device,
@@ -288,7 +294,7 @@ def predict(
 
 
 def validate(
-    model: CrossModalTransformer,
+    model: Model,
     batches: Iterable[Batch],
     conditions: Iterable[str],
     device: torch.device,
@@ -350,19 +356,19 @@ def fit(
     """Train epochs `start_epoch`..`config.epochs - 1`, validating on every condition the mode
     serves after each; `on_epoch_end` sees each epoch's numbers (to report, log, checkpoint).
 
-    `model` is a CrossModalTransformer or a DistributedDataParallel wrapper of one: training goes
-    through the wrapper (so gradients are averaged), normalisation and validation through its
-    `.module`. `train_batches` is re-iterable (a list, a DataLoader) or a function of the epoch;
-    `valid_batches` is re-iterable (empty where this process does not validate). A resumed run
-    (`start_epoch` > 0, with its `history` and restored `optimizer`) keeps the normalisation
-    statistics it was trained with. Seeding is the caller's job (`seed_everything` before
-    building the model), so a resumed run is not reseeded.
+    `model` is a Model (one network or an ensemble) or a DistributedDataParallel wrapper of one:
+    training goes through the wrapper (so gradients are averaged), normalisation and validation
+    through its `.module`. `train_batches` is re-iterable (a list, a DataLoader) or a function of
+    the epoch; `valid_batches` is re-iterable (empty where this process does not validate). A
+    resumed run (`start_epoch` > 0, with its `history` and restored `optimizer`) keeps the
+    normalisation statistics it was trained with. Seeding is the caller's job (`seed_everything`
+    before building the model), so a resumed run is not reseeded.
     """
     for name, source in (("train_batches", train_batches), ("valid_batches", valid_batches)):
         if isinstance(source, Iterator):
             raise TypeError(f"{name} is a one-shot iterator; pass a re-iterable (list, DataLoader)")
     batches_for = train_batches if callable(train_batches) else lambda _epoch: train_batches
-    core: CrossModalTransformer = getattr(model, "module", model)
+    core: Model = getattr(model, "module", model)
     if start_epoch == 0:
         fit_normalisation(core, batches_for(0))
     model.to(device)

@@ -40,9 +40,10 @@ from avemo_core.averaging import WeightAverage
 from avemo_core.colearning import CoLearningConfig
 from avemo_core.corpora import ravdess
 from avemo_core.data import Batch, collate
+from avemo_core.ensemble import build_model
 from avemo_core.features.audio import LogMelExtractor
 from avemo_core.labels import EMOTIONS
-from avemo_core.model import CrossModalTransformer, ModelConfig
+from avemo_core.model import ModelConfig
 from avemo_core.speakers import SpeakerTable, fit_speaker_table
 from avemo_core.training import (
     TrainConfig,
@@ -192,7 +193,7 @@ def run(
     so selection and threshold rules can be compared afterwards without training again."""
     seed_everything(config.seed)
     device = torch.device("cpu")
-    model = CrossModalTransformer(model_config)
+    model = build_model(model_config)
     valid_actors = fold_actors(fold)
     train_index = corpus.indices(tuple(a for a in range(1, 21) if a not in valid_actors))
     valid_index, test_index = corpus.indices(valid_actors), corpus.indices(range(21, 25))

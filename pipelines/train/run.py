@@ -41,9 +41,10 @@ from avemo_core.checkpoint import CONDITIONS_KEY, Checkpoint, load_checkpoint, s
 from avemo_core.colearning import CoLearningConfig
 from avemo_core.config import FrozenConfig, require
 from avemo_core.data import Batch, batch_from_columns
+from avemo_core.ensemble import Model, build_model
 from avemo_core.labels import CONDITIONS, EMOTIONS
 from avemo_core.metrics import ThresholdConfig
-from avemo_core.model import CrossModalTransformer, ModelConfig
+from avemo_core.model import ModelConfig
 from avemo_core.selection import SCORE_KEY, TRAINED_CONDITIONS, Selection
 from avemo_core.speakers import SpeakerTable, speakers_of
 from pipelines import tracking
@@ -284,9 +285,7 @@ def _die_hook(spec: str | None, marker: str | None, epoch: int, rank: int, world
     return on_step
 
 
-def _restore(
-    model: CrossModalTransformer, optimizer: torch.optim.Optimizer
-) -> tuple[int, list[dict[str, float]]]:
+def _restore(model: Model, optimizer: torch.optim.Optimizer) -> tuple[int, list[dict[str, float]]]:
     """Load the latest reported checkpoint if Ray has one: (next epoch, history so far)."""
     import ray.train
 
@@ -324,7 +323,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     threshold_config = ThresholdConfig.from_dict(config["thresholds"])
     device = ray.train.torch.get_device() if config["use_gpu"] else torch.device("cpu")
     training.seed_everything(train_config.seed)
-    model = CrossModalTransformer(model_config).to(device)
+    model = build_model(model_config).to(device)
     optimizer = training.make_optimizer(model, train_config)
     start, history = _restore(model, optimizer)
     wrapped = ray.train.torch.prepare_model(
@@ -397,7 +396,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
 
 def _write_checkpoint(
     directory: Path,
-    model: CrossModalTransformer,
+    model: Model,
     optimizer: torch.optim.Optimizer,
     config: dict[str, Any],
     end: training.EpochEnd,
@@ -436,8 +435,8 @@ def _write_checkpoint(
     (directory / STATE_FILE).write_text(json.dumps(state, indent=1, default=_json_default) + "\n")
 
 
-def _cpu_copy(model: CrossModalTransformer) -> CrossModalTransformer:
-    copy = CrossModalTransformer(model.config)
+def _cpu_copy(model: Model) -> Model:
+    copy = build_model(model.config)
     copy.load_state_dict({k: v.detach().cpu() for k, v in model.state_dict().items()})
     return copy
 
