@@ -67,6 +67,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="small",
         help="named model size (small: the real-speech recipe)",
     )
+    parser.add_argument(
+        "--members",
+        type=int,
+        help="networks trained side by side, probabilities averaged (default: the size's; small 3)",
+    )
     parser.add_argument("--transfer-to-single", type=float, default=1.0, help="KD av -> a, v")
     parser.add_argument("--transfer-to-av", type=float, default=0.5, help="KD a, v -> av")
     parser.add_argument("--temperature", type=float, default=2.0, help="KD temperature")
@@ -100,7 +105,8 @@ def run(args: argparse.Namespace) -> int:
 
     storage = _storage(args.storage)
     try:
-        model_config = ModelConfig.named(args.model_size)
+        members = {} if args.members is None else {"members": args.members}
+        model_config = ModelConfig.named(args.model_size, **members)
         train_config = TrainConfig(
             epochs=args.epochs,
             batch_size=args.batch_size,

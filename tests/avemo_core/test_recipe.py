@@ -40,6 +40,7 @@ def test_recipe_is_the_default() -> None:
     assert train.epochs >= 30 and ModelConfig.named("small").dropout > 0.0
     small = ModelConfig.named("small")
     assert (small.audio_norm, small.functionals_norm) == ("speaker", "speaker")
+    assert small.members == 3  # an ensemble: docs/results_real_speech.md
     with pytest.raises(ConfigError, match="audio_norm"):
         ModelConfig(audio_norm="global")
     with pytest.raises(ConfigError, match="pooling"):

@@ -150,3 +150,11 @@ def test_missing_data_and_model_are_one_line(shards: Path, tmp_path: Path) -> No
     result = _avemo("evaluate", str(shards), "--model", str(tmp_path), timeout=120)
     assert result.returncode == 2 and "no avemo checkpoint" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_members_below_one_is_one_line(shards: Path, tmp_path: Path) -> None:
+    result = _avemo(
+        "train", str(shards), "--members", "0", "--storage", str(tmp_path), timeout=120
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert result.stderr.strip() == "avemo train: error: members must be >= 1"

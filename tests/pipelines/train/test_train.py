@@ -1,7 +1,7 @@
 """Real 2-worker Ray Train runs on CPU against a real `mlflow server`: a worker killed mid-epoch is
 replaced and the run resumes from the last checkpoint; the best checkpoint is registered, loaded
 back (pyfunc and model URI) and evaluated; colearn on audio-only data is scored, logged and
-served on `a` alone, with one console line per epoch."""
+served on `a` alone (by an ensemble of two networks), with one console line per epoch."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ import torch
 from avemo_core import training
 from avemo_core.checkpoint import load_checkpoint
 from avemo_core.colearning import CoLearningConfig
+from avemo_core.ensemble import TransformerEnsemble
 from avemo_core.labels import CONDITIONS, EMOTIONS
 from avemo_core.metrics import FALLBACK_THRESHOLD, ThresholdConfig
 from avemo_core.model import ModelConfig
@@ -193,7 +194,7 @@ def test_colearn_on_audio_only_data_is_scored_and_served_on_a_alone(
     _, settings = fresh_run(tmp_path_factory, mlflow_uri, spec, "audio-only")
     outcome = run_training(
         settings,
-        ModelConfig.named("tiny"),
+        ModelConfig.named("tiny", members=2),  # an ensemble, as the real-speech recipe trains
         TrainConfig(epochs=2, batch_size=8, seed=1),
         CoLearningConfig(mode="colearn"),
     )
@@ -203,6 +204,7 @@ def test_colearn_on_audio_only_data_is_scored_and_served_on_a_alone(
     saved = load_checkpoint(outcome.checkpoint_dir)
     assert saved.metadata["conditions"] == {"trained": ["a"], "validated": ["a"], "scored": ["a"]}
     assert saved.conditions == ("a",) and set(saved.thresholds) == {"a"}
+    assert isinstance(saved.model, TransformerEnsemble) and len(saved.model.members) == 2
     run = tracking.client(mlflow_uri).get_run(outcome.run_id)
     assert run.data.params["selection.conditions"] == "a"
     assert run.data.tags["avemo.score_conditions"] == "a"

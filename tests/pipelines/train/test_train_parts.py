@@ -17,7 +17,8 @@ from torch.nn.parallel import DistributedDataParallel
 from avemo_core import training
 from avemo_core.colearning import CoLearningConfig
 from avemo_core.labels import EMOTIONS
-from avemo_core.model import CrossModalTransformer, ModelConfig
+from avemo_core.ensemble import build_model
+from avemo_core.model import ModelConfig
 from avemo_core.schema import SPEAKER_COLUMN
 from avemo_core.selection import TRAINED_CONDITIONS, Selection
 from avemo_core.synth.shards import ShardSpec, write_clip_shards
@@ -43,12 +44,15 @@ def _data() -> tuple[torch.Tensor, torch.Tensor]:
     return torch.randn(8, 4, generator=generator), torch.randn(8, 1, generator=generator)
 
 
-def _fit_worker(rank: int, port: int, mode: str, out: str, functionals: bool) -> None:
+def _fit_worker(
+    rank: int, port: int, mode: str, out: str, functionals: bool, members: int
+) -> None:
     """One of two gloo processes: `fit` on this rank's own batches through DDP, as a Ray Train
     worker does after `prepare_model`."""
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
     training.seed_everything(rank)  # different starting weights: DDP must broadcast rank 0's
-    model = CrossModalTransformer(ModelConfig.named("tiny", utterance_functionals=functionals))
+    config = ModelConfig.named("tiny", utterance_functionals=functionals, members=members)
+    model = build_model(config)
     trained = list(TRAINED_CONDITIONS[mode])
     wrapped = DistributedDataParallel(model, find_unused_parameters=find_unused_parameters(trained))
     batches = [learnable_batch(10 * rank + i, size=4) for i in range(2)]  # this rank's share
@@ -65,23 +69,28 @@ def _fit_worker(rank: int, port: int, mode: str, out: str, functionals: bool) ->
 
 
 @pytest.mark.parametrize(
-    ("mode", "functionals"), [("colearn", False), ("audio", False), ("audio", True)]
+    ("mode", "functionals", "members"),
+    [("colearn", False, 1), ("audio", False, 1), ("audio", True, 1), ("audio", True, 2)],
 )
 def test_fit_through_ddp_keeps_the_workers_identical(
-    mode: str, functionals: bool, tmp_path: Path
+    mode: str, functionals: bool, members: int, tmp_path: Path
 ) -> None:
     """Gradients are averaged over ranks with different data (colearn uses every branch; audio
     leaves the visual one idle, which DDP accepts only when told to look for unused ones). Each
-    rank fits its normalisation (and functionals statistics) on its own share; rank 0's win."""
-    args = (free_port(), mode, str(tmp_path), functionals)
+    rank fits its normalisation (and functionals statistics) on its own share; rank 0's win. An
+    ensemble's members train through the one wrapper alike."""
+    args = (free_port(), mode, str(tmp_path), functionals, members)
     mp.spawn(_fit_worker, args=args, nprocs=2, join=True)
     states = [torch.load(tmp_path / f"{mode}{r}.pt", weights_only=True) for r in (0, 1)]
     training.seed_everything(0)
-    start = CrossModalTransformer(ModelConfig.named("tiny")).state_dict()
+    config = ModelConfig.named("tiny", utterance_functionals=functionals, members=members)
+    start = build_model(config).state_dict()
     for name, tensor in states[0].items():
         torch.testing.assert_close(states[1][name], tensor, msg=name)
     changed = [n for n in start if "audio_encoder" in n and not torch.equal(start[n], states[0][n])]
     assert changed  # it trained
+    trained_members = {n.split(".")[1] for n in changed if n.startswith("members.")}
+    assert len(trained_members) == (members if members > 1 else 0)  # every member trained
 
 
 def test_unused_parameters_are_looked_for_only_without_the_fused_view() -> None:
