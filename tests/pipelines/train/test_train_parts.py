@@ -16,8 +16,8 @@ from torch.nn.parallel import DistributedDataParallel
 
 from avemo_core import training
 from avemo_core.colearning import CoLearningConfig
-from avemo_core.labels import EMOTIONS
 from avemo_core.ensemble import build_model
+from avemo_core.labels import EMOTIONS
 from avemo_core.model import ModelConfig
 from avemo_core.schema import SPEAKER_COLUMN
 from avemo_core.selection import TRAINED_CONDITIONS, Selection
@@ -44,9 +44,7 @@ def _data() -> tuple[torch.Tensor, torch.Tensor]:
     return torch.randn(8, 4, generator=generator), torch.randn(8, 1, generator=generator)
 
 
-def _fit_worker(
-    rank: int, port: int, mode: str, out: str, functionals: bool, members: int
-) -> None:
+def _fit_worker(rank: int, port: int, mode: str, out: str, functionals: bool, members: int) -> None:
     """One of two gloo processes: `fit` on this rank's own batches through DDP, as a Ray Train
     worker does after `prepare_model`."""
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
