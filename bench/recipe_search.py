@@ -16,7 +16,8 @@ the chosen recipe only, never to choose one. Settings are chosen on valid. `--fo
 validates on actors 4K-3..4K instead and trains on the other 16 of actors 1-20: five folds
 cross-validate a choice over all 20 non-test actors, where one split of 4 actors is noisy.
 
-The two speaker-level normalisations of `small` (`--model audio_norm=corpus` or
+`small` trains three networks side by side (`members=3`; `--model members=1` for one, at a
+third of the time). The two speaker-level normalisations of `small` (`--model audio_norm=corpus` or
 `functionals_norm=split` turn them off) use the library's `avemo_core.speakers` with the actor as
 the speaker (no labels used; each actor's statistics over all of that actor's clips); `--test`
 then also scores the test actors without speakers (`test_without_speakers`: as labelling new
