@@ -9,7 +9,7 @@ batches in the same order. Measured on RAVDESS speech (docs/results_real_speech.
 four of actors 1-20, `small`, 40 epochs, the epoch and the thresholds chosen on two valid actors
 and scored on the other two): the mean of three separately trained networks scored 0.558
 against 0.541 for one network (five folds, higher in all five); three members trained side by
-side here 0.586 against 0.562 (folds 1-4, higher in three). The cost is the members' count: an
+side here 0.564 against 0.541 (higher in four folds of five). The cost is the members' count: an
 epoch takes 3x as long. On the test actors the gain did not show where speakers are named
 (macro-F1 0.531 against 0.533) and did where they are not (0.445 against 0.417).
 

@@ -60,7 +60,7 @@ _SIZES: dict[str, dict[str, object]] = {
     # z-scored per speaker as well: the same cross-validation, two seeds, valid macro-F1 with
     # thresholds and epoch chosen on two actors and scored on the other two, 0.551 against 0.533.
     # Three networks side by side (avemo_core/ensemble.py), at 3x the cost: the same nested score
-    # 0.586 against 0.562 for one network (folds 1-4; docs/results_real_speech.md).
+    # 0.564 against 0.541 for one network (five folds; docs/results_real_speech.md).
     "small": dict(
         _TINY,
         dropout=0.1,
