@@ -78,7 +78,6 @@ def build_model(config: ModelConfig) -> Model:
     return TransformerEnsemble(config) if config.members > 1 else CrossModalTransformer(config)
 
 
-def networks(model: nn.Module) -> list[CrossModalTransformer]:
+def networks(model: Model) -> list[CrossModalTransformer]:
     """The networks of a model (its members, or itself), e.g. to give each the same statistics."""
-    core = getattr(model, "module", model)  # a DistributedDataParallel wrapper's model
-    return list(core.members) if isinstance(core, TransformerEnsemble) else [core]
+    return list(model.members) if isinstance(model, TransformerEnsemble) else [model]

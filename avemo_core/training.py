@@ -23,7 +23,7 @@ from avemo_core.colearning import CoLearningConfig, colearning_loss, conditions_
 from avemo_core.config import FrozenConfig, require
 from avemo_core.data import Batch
 from avemo_core.ensemble import Model, networks
-from avemo_core.model import CORPUS_STATISTICS_NORMS
+from avemo_core.model import CORPUS_STATISTICS_NORMS, CrossModalTransformer
 from avemo_core.selection import SCORE_KEY, Selection, selection_score
 
 LR_SCHEDULES = ("cosine", "constant")
@@ -166,7 +166,7 @@ def feature_statistics(batches: Iterable[Batch]) -> tuple[torch.Tensor, torch.Te
 
 @torch.no_grad()
 def functionals_statistics(
-    model: Model, batches: Iterable[Batch]
+    model: CrossModalTransformer, batches: Iterable[Batch]
 ) -> tuple[torch.Tensor, torch.Tensor] | None:
     """(K,) mean and standard deviation of the utterance functionals of every clip with audio in
     `batches`, as `model` computes them (`audio_functionals`: after its corpus statistics)."""
