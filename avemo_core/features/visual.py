@@ -40,11 +40,13 @@ class VisualFeatureConfig(FrozenConfig):
     detect_scale_step: float = 1.1  # haar: image-pyramid scale factor between passes
     detect_min_neighbors: int = 4  # haar: overlapping hits needed to accept a face
     cascade_file: str = "haarcascade_frontalface_alt2.xml"  # haar: in cv2.data.haarcascades
-    detect_every: int = 2  # sampled frames between detections; those between hold the box
+    detect_every: int = 3  # sampled frames between detections; those between hold the box
     # while a face is followed, only a square this many times its box is searched (0: the frame)
     track_search_frac: float = 2.0
     track_search_px: int = 96  # that square is shrunk to at most this side before detection
     hold_frames: int = 2  # sampled frames the followed box is held over a miss
+    # boxes between two detections of the followed face move linearly from one to the other
+    interpolate_boxes: bool = True
     track_min_iou: float = 0.3  # box overlap that continues the followed face
 
     def validate(self) -> None:
@@ -130,6 +132,19 @@ class FaceCropper:
         """(T, H, W[, 3]) uint8 frames of one clip -> ((T, crop_px, crop_px) uint8 crops, (T,)
         uint8 face flags: NO_FACE, DETECTED or HELD), following one face (module docstring)."""
         greys = [to_grey(frame) for frame in frames]
+        boxes, flags = self._follow(greys)
+        side = self.config.crop_px
+        crops = np.zeros((len(greys), side, side), dtype=np.uint8)  # (T, C, C)
+        for i, (grey, box) in enumerate(zip(greys, boxes, strict=True)):
+            crops[i] = self._crop(grey, box)
+        return crops, flags
+
+    def follow(self, frames: np.ndarray) -> tuple[list[FaceBox | None], np.ndarray]:
+        """(T, H, W[, 3]) uint8 frames of one clip -> the followed face's box per frame (None:
+        no face) and the (T,) face flags, without cropping."""
+        return self._follow([to_grey(frame) for frame in frames])
+
+    def _follow(self, greys: list[np.ndarray]) -> tuple[list[FaceBox | None], np.ndarray]:
         config = self.config
 
         def near(i: int, box: FaceBox) -> list[FaceBox]:
@@ -137,7 +152,7 @@ class FaceCropper:
                 self.detector, greys[i], box, config.track_search_frac, config.track_search_px
             )
 
-        boxes, flags = track_faces(
+        return track_faces(
             len(greys),
             lambda i: self.detector.detect(greys[i]),
             detect_every=config.detect_every,
@@ -145,12 +160,8 @@ class FaceCropper:
             min_iou=config.track_min_iou,
             min_score=config.min_face_score,
             detect_near=near if config.track_search_frac else None,
+            interpolate=config.interpolate_boxes,
         )
-        side = self.config.crop_px
-        crops = np.zeros((len(greys), side, side), dtype=np.uint8)  # (T, C, C)
-        for i, (grey, box) in enumerate(zip(greys, boxes, strict=True)):
-            crops[i] = self._crop(grey, box)
-        return crops, flags
 
     def _crop(self, grey: np.ndarray, box: FaceBox | None) -> np.ndarray:
         side_px = self.config.crop_px

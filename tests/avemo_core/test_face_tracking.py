@@ -74,6 +74,20 @@ def test_detection_runs_on_its_schedule_and_the_frames_between_hold() -> None:
     assert boxes[4] == moved(LEFT, 3)
 
 
+def test_interpolated_boxes_move_between_two_detections_of_the_same_face() -> None:
+    script = [[LEFT], [], [], [moved(LEFT, 12)], [], [], []]
+    boxes, flags = track_faces(len(script), lambda i: script[i], hold_frames=3, interpolate=True)
+    assert flags.tolist() == [DETECTED, HELD, HELD, DETECTED, HELD, HELD, HELD]
+    assert [b.x for b in boxes if b is not None] == [10, 14, 18, 22, 22, 22, 22]  # the tail holds
+    # a face lost and picked anew is another following: nothing is interpolated towards it
+    lost = [[LEFT], [], [], [RIGHT]]
+    boxes, flags = track_faces(len(lost), lambda i: lost[i], hold_frames=1, interpolate=True)
+    assert flags.tolist() == [DETECTED, HELD, NO_FACE, DETECTED] and boxes[1] == LEFT
+    held = [[LEFT], [RIGHT], [RIGHT], [RIGHT]]  # RIGHT restarts at 3, after LEFT held over 1-2
+    boxes, _ = track_faces(len(held), lambda i: held[i], hold_frames=2, interpolate=True)
+    assert boxes == [LEFT, LEFT, LEFT, RIGHT]
+
+
 def test_a_followed_face_is_searched_near_its_box_and_the_frame_once_lost() -> None:
     whole: list[int] = []
     near: list[tuple[int, FaceBox]] = []
@@ -122,7 +136,9 @@ def test_two_people_in_frame_give_one_persons_crops() -> None:
     cropper = FaceCropper(VisualFeatureConfig())
     crops, flags = cropper.crop_frames(np.stack(frames))  # (10, 64, 64)
     alone, _ = cropper.crop_frames(np.stack(left_only))  # the left person alone in frame
-    assert (flags[::2] == DETECTED).all() and (flags[1::2] == HELD).all()  # detect_every=2
+    every = cropper.config.detect_every
+    scheduled = np.arange(len(frames)) % every == 0
+    assert (flags[scheduled] == DETECTED).all() and (flags[~scheduled] == HELD).all()
     right = cropper(frames[5])  # the largest face of a frame: the right person
     assert right.box is not None and right.box[0] > 180
     for k, (crop, own) in enumerate(zip(crops, alone, strict=True)):

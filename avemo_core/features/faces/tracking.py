@@ -11,6 +11,11 @@ While a face is followed, detection may search only a square around its box (`de
 `detectors.search_near`): a fraction of the frame's pixels, and the detector's cost grows with
 them; the whole frame is searched to pick a face and to find one again once lost.
 
+With `interpolate`, a run of held frames between two detections of the same followed face gets
+boxes moved linearly from the one detection to the other instead of the first one's box held: a
+head moving between two detections is followed, not left behind, so detection can run on fewer
+frames for the same box overlap (numbers in `avemo_core.features.faces.detectors`).
+
 Held frames count as face frames (the model sees their crops): each is at most `hold_frames`
 sampled frames after the same person was detected, at 5 fps and the default 2 that is 0.4 s, and a
 short miss on a turned or blurred head should not cut the person's sequence.
@@ -62,6 +67,7 @@ def track_faces(
     min_iou: float = 0.3,
     min_score: float = 0.0,
     detect_near: Callable[[int, FaceBox], list[FaceBox]] | None = None,
+    interpolate: bool = False,
 ) -> tuple[list[FaceBox | None], np.ndarray]:
     """Follow one face over `count` frames; `detect(i)` gives frame i's detections.
 
@@ -72,8 +78,9 @@ def track_faces(
     """
     boxes: list[FaceBox | None] = [None] * count
     flags = np.full(count, NO_FACE, dtype=np.uint8)
+    tracks = np.full(count, -1)  # which following of a face each frame belongs to
     followed: FaceBox | None = None
-    misses = 0
+    misses = track = 0
     for i in range(count):
         found, near = None, False
         if i % detect_every == 0:
@@ -89,19 +96,45 @@ def track_faces(
                 else follow(followed, found, min_iou)
             )
         if match is not None:
+            track += followed is None  # a face picked anew starts a new following
             followed, misses = match, 0
-            boxes[i], flags[i] = match, DETECTED
+            boxes[i], flags[i], tracks[i] = match, DETECTED, track
             continue
         misses += 1
         if followed is not None and misses <= hold_frames:
-            boxes[i], flags[i] = followed, HELD
+            boxes[i], flags[i], tracks[i] = followed, HELD, track
             continue
         if near:
             found = detect(i)  # lost near its last box: search the whole frame
         restart = pick_first(found, min_score) if followed is not None and found else None
         if restart is not None:  # lost: start again with the largest face here
-            followed, misses = restart, 0
-            boxes[i], flags[i] = restart, DETECTED
+            followed, misses, track = restart, 0, track + 1
+            boxes[i], flags[i], tracks[i] = restart, DETECTED, track
             continue
         followed = None
+    if interpolate:
+        _interpolate_held(boxes, flags, tracks)
     return boxes, flags
+
+
+def _interpolate_held(boxes: list[FaceBox | None], flags: np.ndarray, tracks: np.ndarray) -> None:
+    """In place: each run of HELD frames with a DETECTED frame of the same following on both
+    sides gets boxes moved linearly between those two detections (the scores of the first)."""
+    last_detected = -1
+    for i in range(len(boxes)):
+        if flags[i] != DETECTED:
+            continue
+        start = last_detected
+        last_detected = i
+        if start < 0 or i - start < 2 or tracks[start] != tracks[i]:
+            continue
+        if not all(flags[j] == HELD for j in range(start + 1, i)):
+            continue
+        first, second = boxes[start], boxes[i]
+        assert first is not None and second is not None
+        for j in range(start + 1, i):
+            t = (j - start) / (i - start)
+            boxes[j] = FaceBox(
+                *(round(a + t * (b - a)) for a, b in zip(first.as_tuple(), second.as_tuple())),
+                score=first.score,
+            )
