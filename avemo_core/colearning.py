@@ -152,7 +152,8 @@ def colearning_loss(model: nn.Module, batch: Batch, config: CoLearningConfig) ->
     """The training loss of one batch under `config.mode`; terms with weight 0 are not computed.
 
     Only `model(...)` is called, so `model` may be a DistributedDataParallel wrapper of one. An
-    ensemble's members (logits (K, B, E)) are each scored on their own and their terms averaged.
+    ensemble's members (logits (K, B, E)) are each scored on their own and their terms averaged;
+    member k leaves out the rows it holds out (`Batch.holdout == k`, a cross-fit's valid fold).
     """
     # Selection by what the data holds: a dropped modality still counts as an av sample.
     selection = _Selection.of(batch)
@@ -164,7 +165,10 @@ def colearning_loss(model: nn.Module, batch: Batch, config: CoLearningConfig) ->
         terms, weights = _terms(logits, batch, selection, config)
     else:
         members = [{c: out[k] for c, out in logits.items()} for k in range(first.shape[0])]
-        scored = [_terms(member, batch, selection, config) for member in members]
+        scored = [
+            _terms(member, batch, selection.without(batch.holdout == k), config)
+            for k, member in enumerate(members)
+        ]
         weights = scored[0][1]
         terms = {name: torch.stack([t[name] for t, _ in scored]).mean() for name in weights}
     return _finish(terms, weights, logits)
@@ -186,6 +190,10 @@ class _Selection:
             v=batch.has_visual & known,
             av=batch.has_audio & batch.has_visual & known,
         )
+
+    def without(self, rows: torch.Tensor) -> _Selection:
+        """The selection less `rows` ((B,) bool), e.g. those a member holds out."""
+        return _Selection(a=self.a & ~rows, v=self.v & ~rows, av=self.av & ~rows)
 
 
 def _terms(

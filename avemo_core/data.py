@@ -21,6 +21,7 @@ from avemo_core.labels import EMOTIONS
 from avemo_core.schema import AUDIO_DTYPE, FACE_FLAGS_DTYPE, VISUAL_DTYPE
 
 NO_FACE_REASON = "no face in any sampled frame"  # label rows' `visual_reason`
+NO_HOLDOUT = -1  # `Batch.holdout` of a row every ensemble member trains on
 
 
 @dataclasses.dataclass
@@ -43,10 +44,16 @@ class Batch:
     # (B, F) per-bin centre and scale of each clip's speaker for the input log-mel (same rules)
     audio_centre: torch.Tensor | None = None
     audio_scale: torch.Tensor | None = None
+    # (B,) long: the ensemble member that leaves each row out of its loss (a cross-fit valid
+    # row's fold, avemo_core/crossfit.py); None: NO_HOLDOUT for every row
+    holdout: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         if self.label_mask is None:
             self.label_mask = self.label_known[:, None].expand_as(self.labels).clone()
+        if self.holdout is None:
+            device = self.labels.device
+            self.holdout = torch.full((len(self),), NO_HOLDOUT, dtype=torch.long, device=device)
 
     @property
     def has_audio(self) -> torch.Tensor:  # (B,) bool

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 import numpy as np
 import torch
 
-from avemo_core import inference, metrics
+from avemo_core import crossfit, inference, metrics
 from avemo_core.augment import augment_batch
 from avemo_core.colearning import CoLearningConfig, colearning_loss, conditions_for_mode
 from avemo_core.config import FrozenConfig, require
@@ -50,6 +50,9 @@ class TrainConfig(FrozenConfig):
     max_audio_frames: int = 1000  # clips are cut to this many audio frames (10 s at 10 ms)
     max_visual_frames: int = 50  # and this many sampled video frames
     mixed_precision: bool = False  # bf16 autocast for forward and loss when training on CUDA
+    # an ensemble also trains on the valid split, each member less one fold of its speakers, and
+    # is validated out-of-fold (avemo_core/crossfit.py); needs members >= 2
+    cross_fit: bool = False
 
     def validate(self) -> None:
         require(self.epochs >= 0, "epochs must be >= 0")
@@ -264,12 +267,15 @@ def predict(
     batches: Iterable[Batch],
     conditions: Sequence[str],
     device: torch.device,
+    out_of_fold: bool = False,
 ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """condition -> (N, E) probabilities and (N, E) labels of the labelled samples that can form it
     (labels NaN where an emotion is unlabelled).
 
-    One pass over the data for all conditions, through the shared inference core.
+    One pass over the data for all conditions, through the shared inference core; `out_of_fold`:
+    each row's probabilities from the member that held it out (a cross-fitted ensemble).
     """
+    probabilities = crossfit.out_of_fold_probabilities if out_of_fold else inference.probabilities
     model.eval()
     probs: dict[str, list[np.ndarray]] = {c: [] for c in conditions}
     labels: dict[str, list[np.ndarray]] = {c: [] for c in conditions}
@@ -278,7 +284,7 @@ def predict(
         known = batch.label_known.cpu().numpy() & labelled.any(axis=1)  # (B,)
         if not known.any():
             continue
-        out = inference.probabilities(model, batch.to(device), conditions)
+        out = probabilities(model, batch.to(device), conditions)
         truth = np.where(labelled, batch.labels.cpu().numpy(), np.nan)  # (B, E)
         has_audio, has_visual = batch.has_audio.cpu().numpy(), batch.has_visual.cpu().numpy()
         for condition in conditions:
@@ -299,14 +305,17 @@ def validate(
     conditions: Iterable[str],
     device: torch.device,
     threshold_config: metrics.ThresholdConfig | None = None,
+    out_of_fold: bool = False,
 ) -> tuple[dict[str, float], dict[str, np.ndarray]]:
-    """Metrics `<condition>/<metric>` and thresholds tuned per condition on these (validation) data.
+    """Metrics `<condition>/<metric>` and thresholds tuned per condition on these (validation) data
+    (`out_of_fold`: from a cross-fitted ensemble's out-of-fold probabilities, see `predict`).
 
     A condition no labelled sample can form is left out of both.
     """
     results: dict[str, float] = {}
     thresholds: dict[str, np.ndarray] = {}
-    for condition, (probs, labels) in predict(model, batches, list(conditions), device).items():
+    predictions = predict(model, batches, list(conditions), device, out_of_fold)
+    for condition, (probs, labels) in predictions.items():
         if len(probs) == 0:
             continue
         thresholds[condition] = metrics.tune_thresholds(probs, labels, threshold_config)
@@ -363,12 +372,18 @@ def fit(
     resumed run (`start_epoch` > 0, with its `history` and restored `optimizer`) keeps the
     normalisation statistics it was trained with. Seeding is the caller's job (`seed_everything`
     before building the model), so a resumed run is not reseeded.
+
+    With `config.cross_fit` (an ensemble whose batches carry `Batch.holdout`: the train rows and
+    the valid rows with their folds) validation scores each valid row by the member that held it
+    out, so the selection and the thresholds come from predictions on unseen speakers.
     """
     for name, source in (("train_batches", train_batches), ("valid_batches", valid_batches)):
         if isinstance(source, Iterator):
             raise TypeError(f"{name} is a one-shot iterator; pass a re-iterable (list, DataLoader)")
     batches_for = train_batches if callable(train_batches) else lambda _epoch: train_batches
     core: Model = getattr(model, "module", model)
+    if config.cross_fit:
+        crossfit.require_ensemble(len(networks(core)))
     if start_epoch == 0:
         fit_normalisation(core, batches_for(0))
     model.to(device)
@@ -382,7 +397,7 @@ def fit(
         train_stats = train_epoch(model, batches_for(epoch), optimizer, colearning, config, device)
         train_seconds = time.perf_counter() - began
         valid_metrics, thresholds = validate(
-            core, valid_batches, conditions, device, threshold_config
+            core, valid_batches, conditions, device, threshold_config, config.cross_fit
         )
         selection = selection_score(colearning.mode, valid_metrics)
         records.append(

@@ -2,7 +2,7 @@
 
     .venv/bin/python -m bench.real_speech [--corpus ../shared/data/ravdess-speech]
         [--work /tmp/avemo-real-speech] [--seeds 0 1 2] [--modes audio colearn] [--epochs N]
-        [--seeds-of colearn=0] [--out docs/results_real_speech.md]
+        [--seeds-of colearn=0] [--cross-fit] [--out docs/results_real_speech.md]
 
 Prepares a manifest of the 1,440 utterances (split by actor: 01-16 train, 17-20 valid, 21-24
 test; the six emotions with their intensity, neutral and calm labelled with none), extracts them
@@ -86,7 +86,8 @@ def run_one(
     )
     return {
         "mode": mode, "seed": seed, "seconds": seconds, "epochs": outcome.epochs,
-        "model": ModelConfig.named("small").to_dict(), **scores,
+        "model": ModelConfig.named("small").to_dict(), "cross_fit": train_config.cross_fit,
+        **scores,
         "f1_without_speakers": anonymous["f1"], "wa_without_speakers": anonymous["wa"],
     }  # fmt: skip
 
@@ -132,6 +133,11 @@ def main() -> int:
         metavar="MODE=S,S",
         help="other seeds for one mode, to fit a time budget (e.g. colearn=0)",
     )
+    parser.add_argument(
+        "--cross-fit",
+        action="store_true",
+        help="train cross-fitted ensembles (TrainConfig.cross_fit: valid speakers train too)",
+    )
     parser.add_argument("--out", type=Path, default=REPO / "docs/results_real_speech.md")
     parser.add_argument(
         "--results-page",
@@ -162,7 +168,7 @@ def main() -> int:
     record = work / EXTRACT_RECORD  # absent for shards extracted by hand: time unknown
     extract_s = json.loads(record.read_text())["seconds"] if record.exists() else float("nan")
     tracking_uri = f"sqlite:///{work / 'mlflow.db'}"
-    default = TrainConfig()
+    default = TrainConfig().replace(cross_fit=args.cross_fit or TrainConfig().cross_fit)
     epochs = default.epochs if args.epochs is None else args.epochs
     seeds = {mode: args.seeds for mode in args.modes}
     for item in args.seeds_of:
@@ -175,9 +181,12 @@ def main() -> int:
     results = []
     for mode in args.modes:
         for seed in seeds[mode]:
-            run_key = (mode, seed, epochs, ModelConfig.named("small").to_dict())
+            run_key = (mode, seed, epochs, ModelConfig.named("small").to_dict(), default.cross_fit)
             kept = [
-                r for r in earlier if (r["mode"], r["seed"], r["epochs"], r.get("model")) == run_key
+                r
+                for r in earlier
+                if (r["mode"], r["seed"], r["epochs"], r.get("model"), r.get("cross_fit", False))
+                == run_key
             ]
             if kept:  # measured by an earlier, stopped or shorter invocation: not trained again
                 print(f"{mode} seed {seed}: kept from {done}")

@@ -1,13 +1,14 @@
 """Train the emotion model on clip shards with Ray Train; track in MLflow; optionally register it.
 
     avemo train DATA [--mode colearn|av|audio|visual] [--workers N] [--gpu] [--epochs E]
-                     [--mlflow-uri URI] [--register NAME] [--resume]
+                     [--members K] [--cross-fit] [--mlflow-uri URI] [--register NAME] [--resume]
 
 Examples:
 
     avemo train shards/ --workers 2 --epochs 10 --register avemo-emotion
     avemo train shards/ --mode av --model-size tiny --epochs 3 --run-name av-baseline
     avemo train shards/ --run-name av-baseline --resume      # after a crash: same name, storage
+    avemo train shards/ --members 3 --cross-fit   # members train on valid speakers too
     RAY_ADDRESS=ray://head:10001 avemo train s3://bucket/shards --workers 8 --gpu \\
         --storage s3://bucket/runs --mlflow-uri http://mlflow:5000 --register avemo-emotion
 
@@ -72,6 +73,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         help="networks trained side by side, probabilities averaged (default: the size's; small 3)",
     )
+    parser.add_argument(
+        "--cross-fit",
+        action="store_true",
+        help="members also train on the valid split, each less one fold of its speakers, and are "
+        "validated out-of-fold (needs --members >= 2)",
+    )
     parser.add_argument("--transfer-to-single", type=float, default=1.0, help="KD av -> a, v")
     parser.add_argument("--transfer-to-av", type=float, default=0.5, help="KD a, v -> av")
     parser.add_argument("--temperature", type=float, default=2.0, help="KD temperature")
@@ -117,6 +124,7 @@ def run(args: argparse.Namespace) -> int:
             time_masks=args.time_masks,
             freq_masks=args.freq_masks,
             seed=args.seed,
+            cross_fit=args.cross_fit,
         )
         colearning = CoLearningConfig(
             mode=args.mode,

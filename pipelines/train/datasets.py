@@ -4,7 +4,9 @@ Only the columns a batch needs are read (a single-modal baseline skips the other
 features), the split filter is pushed down to the Parquet reader, and a fingerprint of which clips
 sit in which split identifies the data a model was trained on. The splits are held in Ray's object
 store only when they fit a share of it (`plan_cache`, from the Parquet footers' column sizes);
-otherwise they stream from Parquet, the train split in a new file order every epoch.
+otherwise they stream from Parquet, the train split in a new file order every epoch. A
+cross-fitted run (`avemo_core/crossfit.py`) trains on the train and valid splits together and
+reads each row's split and clip id too, to tell its holdout fold.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -23,6 +25,7 @@ import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from avemo_core.crossfit import Folds
 from avemo_core.data import Batch, batch_from_columns
 from avemo_core.labels import EMOTIONS, SPLITS
 from avemo_core.schema import META_CONFIG, SPEAKER_COLUMN
@@ -48,6 +51,12 @@ SHAPE_COLUMNS = (
 AUDIO_COLUMN = "audio_features"
 VISUAL_COLUMN = "visual_features"
 FACE_FLAGS_COLUMN = "visual_face_flags"  # since clip schema 2; version-1 shards lack it
+FOLD_COLUMNS = ("split", "clip_id")  # beside the speaker, what a cross-fit row's fold needs
+
+
+def train_splits(cross_fit: bool) -> tuple[str, ...]:
+    """The splits a run trains on: the valid one too when cross-fitted."""
+    return ("train", "valid") if cross_fit else ("train",)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,13 +101,24 @@ def _gib(size: int) -> str:
 
 
 def plan_cache(
-    info: ShardInfo, mode: str, object_store_bytes: float, budget_share: float, allowed: bool
+    info: ShardInfo,
+    mode: str,
+    object_store_bytes: float,
+    budget_share: float,
+    allowed: bool,
+    cross_fit: bool = False,
 ) -> CachePlan:
     """Cache only when allowed and the splits fit `budget_share` of the object store: the rest
-    of the store serves Ray Data's and Ray Train's own blocks while the cache is held."""
+    of the store serves Ray Data's and Ray Train's own blocks while the cache is held (a
+    cross-fitted run holds the valid rows twice: in the training data and for validation)."""
     needed = 0.0
-    for split, columns in (("train", batch_columns(mode)), ("valid", batch_columns())):
-        share = info.counts.get(split, 0) / info.rows if info.rows else 0.0
+    datasets = (
+        (train_splits(cross_fit), batch_columns(mode, cross_fit)),
+        (("valid",), batch_columns(cross_fit=cross_fit)),
+    )
+    for splits, columns in datasets:
+        rows = sum(info.counts.get(split, 0) for split in splits)
+        share = rows / info.rows if info.rows else 0.0
         needed += share * sum(info.column_bytes.get(c, 0) for c in columns)
     budget = int(object_store_bytes * budget_share)
     if not allowed:
@@ -108,11 +128,12 @@ def plan_cache(
     return CachePlan(True, int(needed), budget, "fits the budget")
 
 
-def batch_columns(mode: str = "colearn") -> list[str]:
+def batch_columns(mode: str = "colearn", cross_fit: bool = False) -> list[str]:
     """Columns to read for `mode`; single-modal baselines leave the other modality on disk."""
     visual = [VISUAL_COLUMN, FACE_FLAGS_COLUMN]
     features = {"audio": [AUDIO_COLUMN], "visual": visual}.get(mode, [AUDIO_COLUMN, *visual])
-    return [*SHAPE_COLUMNS, *features, *EMOTIONS, SPEAKER_COLUMN]
+    folds = list(FOLD_COLUMNS) if cross_fit else []
+    return [*SHAPE_COLUMNS, *features, *EMOTIONS, SPEAKER_COLUMN, *folds]
 
 
 def _filesystem(root: str) -> tuple[fsspec.AbstractFileSystem, str]:
@@ -202,9 +223,10 @@ def _sizes(files: list[str], pa_fs: pafs.FileSystem, root: str) -> tuple[dict[st
 
 
 def split_dataset(
-    info: ShardInfo, split: str, columns: list[str], shuffle_seed: int | None = None
+    info: ShardInfo, split: str | Sequence[str], columns: list[str], shuffle_seed: int | None = None
 ) -> Any:
-    """One split's rows as a Ray Data dataset, reading only `columns` (filter pushed down).
+    """One split's rows (or several splits') as a Ray Data dataset, reading only `columns`
+    (filter pushed down).
 
     With `shuffle_seed`, every pass (epoch) reads the files in a new order drawn from the seed.
     """
@@ -218,21 +240,42 @@ def split_dataset(
         else FileShuffleConfig(seed=shuffle_seed, reseed_after_execution=True)
     )
     dataset = read_shards(info.files, as_arrow(fs), shuffle=shuffle)
-    return dataset.filter(expr=col("split") == split).select_columns(info.present(columns))
+    splits = [split] if isinstance(split, str) else list(split)
+    return dataset.filter(expr=col("split").is_in(splits)).select_columns(info.present(columns))
 
 
 def training_datasets(
-    info: ShardInfo, mode: str, shuffle_seed: int | None = None
+    info: ShardInfo, mode: str, shuffle_seed: int | None = None, cross_fit: bool = False
 ) -> dict[str, Any]:
-    """`train` (mode's columns, files shuffled per pass with `shuffle_seed`) and `valid` (both
-    modalities: every condition is validated)."""
+    """`train` (mode's columns, files shuffled per pass with `shuffle_seed`; with `cross_fit` the
+    train and valid splits' rows) and `valid` (both modalities: every condition is validated)."""
     for split in ("train", "valid"):
         if info.counts[split] == 0:
             raise DataError(f"{info.root} has no rows in the {split!r} split")
+    columns = batch_columns(mode, cross_fit)
     return {
-        "train": split_dataset(info, "train", batch_columns(mode), shuffle_seed),
-        "valid": split_dataset(info, "valid", batch_columns()),
+        "train": split_dataset(info, train_splits(cross_fit), columns, shuffle_seed),
+        "valid": split_dataset(info, "valid", batch_columns(cross_fit=cross_fit)),
     }
+
+
+def cross_fit_folds(info: ShardInfo, members: int) -> tuple[Folds, np.ndarray]:
+    """The folds of the valid split's speakers for `members` members, and (K,) valid clips per
+    fold; read in this process (small columns only)."""
+    if info.counts["valid"] == 0:
+        raise DataError(f"cross-fitting needs valid clips; {info.root} has none")
+    fs, _ = _filesystem(info.root)
+    table = pq.read_table(
+        list(info.files),
+        columns=info.present(["has_audio", *FOLD_COLUMNS, SPEAKER_COLUMN]),
+        filters=[("split", "=", "valid")],
+        filesystem=as_arrow(fs),
+    )
+    columns = _numpy_columns(table)
+    speakers = speakers_of(columns)
+    folds = Folds.of(speakers, members)
+    holdout = folds.holdout(list(columns["split"]), speakers, list(columns["clip_id"]))
+    return folds, np.bincount(holdout, minlength=members)
 
 
 class LocalBatches:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from avemo_core.checkpoint import load_checkpoint
 from avemo_core.colearning import CoLearningConfig
+from avemo_core.crossfit import require_ensemble
 from avemo_core.model import ModelConfig
 from avemo_core.schema import FEATURE_COLUMNS
 from avemo_core.selection import Selection
@@ -75,6 +76,8 @@ def run_train_job(
     """Train the run `settings` names and register its best checkpoint as `register_as`."""
     from pipelines.model_uri import ModelURIError
 
+    if train_config.cross_fit:
+        require_ensemble(model_config.members)
     try:
         tracking.check_reachable(settings.tracking_uri)
         info = datasets.inspect_shards(settings.data_uri)

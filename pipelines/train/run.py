@@ -11,6 +11,11 @@ MLflow (once), prints one console line and reports a checkpoint:
     optimizer.safetensors             AdamW state tensors, keys "<param index>/<name>"
     train_state.json                  epoch, history, optimizer param groups
 
+With `TrainConfig.cross_fit` (an ensemble; `avemo_core/crossfit.py`) the train dataset holds the
+train and valid splits, each batch carries its rows' holdout folds (the driver's speaker -> fold
+map, passed in the loop config), the validation is out-of-fold, and the checkpoints and the run
+record keep the folds.
+
 Ray keeps the best `keep_checkpoints` by `val_score` (`avemo_core.selection`; plus the latest).
 The driver says which conditions it averages before training (console line, MLflow param
 `selection.conditions` and tag `avemo.score_conditions`). A worker that dies is replaced and all
@@ -40,6 +45,7 @@ from avemo_core import inference, training
 from avemo_core.checkpoint import CONDITIONS_KEY, Checkpoint, load_checkpoint, save_checkpoint
 from avemo_core.colearning import CoLearningConfig
 from avemo_core.config import FrozenConfig, require
+from avemo_core.crossfit import Folds, holdout_tensor
 from avemo_core.data import Batch, batch_from_columns
 from avemo_core.ensemble import Model, build_model
 from avemo_core.labels import CONDITIONS, EMOTIONS
@@ -179,8 +185,11 @@ def epoch_line(
     valid_metrics: dict[str, float],
     selection: Selection,
     seconds: float,
+    out_of_fold: bool = False,
 ) -> str:
-    """The console line of one epoch: loss parts, validation F1/WA per condition, val_score."""
+    """The console line of one epoch: loss parts, validation F1/WA per condition, val_score
+    (`out_of_fold`: a cross-fitted ensemble's, each valid clip scored by the member that held it
+    out)."""
     parts = " ".join(f"{k} {v:.3f}" for k, v in stats.items() if k not in ("loss", "samples"))
     valid = " | ".join(
         f"{c} F1 {_cell(valid_metrics.get(f'{c}/f1'))} WA {_cell(valid_metrics.get(f'{c}/wa'))}"
@@ -188,8 +197,9 @@ def epoch_line(
         if f"{c}/samples" in valid_metrics
     )
     scored = ", ".join(selection.conditions) or "-"
+    which = "valid (out-of-fold)" if out_of_fold else "valid"
     return (
-        f"epoch {epoch + 1}/{epochs}  loss {_cell(stats.get('loss'))} ({parts})  valid {valid}  "
+        f"epoch {epoch + 1}/{epochs}  loss {_cell(stats.get('loss'))} ({parts})  {which} {valid}  "
         f"val_score {_cell(selection.score)} ({scored})  {seconds:.1f} s"
     )
 
@@ -205,9 +215,10 @@ class _ShardBatches:
         pin: bool,
         seed: int | None,
         speakers: SpeakerTable | None = None,
+        folds: Folds | None = None,
     ) -> None:
         self.shard, self.config, self.pin, self.seed = shard, config, pin, seed
-        self.speakers = speakers
+        self.speakers, self.folds = speakers, folds
         self.on_step: Any = None
 
     def __iter__(self) -> Iterator[Batch]:
@@ -220,7 +231,7 @@ class _ShardBatches:
         for step, columns in enumerate(columns_iter):
             if self.on_step is not None:
                 self.on_step(step)
-            yield _to_batch(columns, self.config, self.pin, self.speakers)
+            yield _to_batch(columns, self.config, self.pin, self.speakers, self.folds)
 
 
 class _CachedBatches:
@@ -233,13 +244,14 @@ class _CachedBatches:
         config: training.TrainConfig,
         pin: bool,
         speakers: SpeakerTable | None = None,
+        folds: Folds | None = None,
     ) -> None:
         self.chunks = list(shard.iter_batches(batch_size=config.batch_size, batch_format="numpy"))
-        self.config, self.pin, self.speakers = config, pin, speakers
+        self.config, self.pin, self.speakers, self.folds = config, pin, speakers, folds
 
     def __iter__(self) -> Iterator[Batch]:
         for columns in self.chunks:
-            yield _to_batch(columns, self.config, self.pin, self.speakers)
+            yield _to_batch(columns, self.config, self.pin, self.speakers, self.folds)
 
 
 def _to_batch(
@@ -247,12 +259,15 @@ def _to_batch(
     config: training.TrainConfig,
     pin: bool,
     speakers: SpeakerTable | None = None,
+    folds: Folds | None = None,
 ) -> Batch:
     batch = batch_from_columns(
         datasets.fill_missing_modality(columns), config.max_audio_frames, config.max_visual_frames
     )
     if speakers is not None:
         batch = speakers.attach(batch, speakers_of(columns))
+    if folds is not None:
+        batch.holdout = holdout_tensor(folds, columns)
     return batch.pin_memory() if pin else batch
 
 
@@ -336,11 +351,11 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     train_shard = ray.train.get_dataset_shard("train")
     pin = device.type == "cuda"
     speakers = SpeakerTable.from_dict(config["speakers"]) if config.get("speakers") else None
+    folds = Folds.from_dict(config["cross_fit"]) if config.get("cross_fit") else None
 
     def train_batches(epoch: int) -> _ShardBatches:
-        batches = _ShardBatches(
-            train_shard, train_config, pin, seed=train_config.seed + epoch, speakers=speakers
-        )
+        seed = train_config.seed + epoch
+        batches = _ShardBatches(train_shard, train_config, pin, seed, speakers, folds)
         batches.on_step = _die_hook(
             config.get("die_at"), config.get("die_marker"), epoch, rank, world
         )
@@ -350,9 +365,9 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     if rank == 0:  # held in memory when the splits fit the object store, else read every pass
         valid_shard = ray.train.get_dataset_shard("valid")
         valid = (
-            _CachedBatches(valid_shard, train_config, pin, speakers)
+            _CachedBatches(valid_shard, train_config, pin, speakers, folds)
             if config["cached"]
-            else _ShardBatches(valid_shard, train_config, pin, seed=None, speakers=speakers)
+            else _ShardBatches(valid_shard, train_config, pin, None, speakers, folds)
         )
     logger = (
         tracking.EpochLogger(config["tracking_uri"], config["mlflow_run_id"]) if rank == 0 else None
@@ -369,6 +384,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             end.valid_metrics,
             end.selection,
             end.seconds,
+            out_of_fold=train_config.cross_fit,
         )
         print(line, flush=True)
         record = end.history[-1]
@@ -417,6 +433,7 @@ def _write_checkpoint(
         "threshold_config": config["thresholds"],
         "data_fingerprint": config["data_fingerprint"],
         "mlflow_run_id": config["mlflow_run_id"],
+        "cross_fit": config["cross_fit"],  # members and the valid speakers each held out, or None
     }
     cpu_model = model if next(model.parameters()).device.type == "cpu" else _cpu_copy(model)
     save_checkpoint(
@@ -487,7 +504,11 @@ def _materialize(data: Any) -> Any:
 
 
 def _datasets(
-    info: datasets.ShardInfo, mode: str, settings: RunSettings, seed: int
+    info: datasets.ShardInfo,
+    mode: str,
+    settings: RunSettings,
+    seed: int,
+    cross_fit: bool = False,
 ) -> tuple[dict[str, Any], datasets.CachePlan]:
     """The train and valid datasets and the cache decision.
 
@@ -499,12 +520,12 @@ def _datasets(
 
     store_bytes = float(ray.cluster_resources().get("object_store_memory", 0.0))
     plan = datasets.plan_cache(
-        info, mode, store_bytes, settings.cache_budget_share, settings.cache_data
+        info, mode, store_bytes, settings.cache_budget_share, settings.cache_data, cross_fit
     )
     if plan.cache:
-        splits = datasets.training_datasets(info, mode)
+        splits = datasets.training_datasets(info, mode, cross_fit=cross_fit)
         return {name: _materialize(data) for name, data in splits.items()}, plan
-    return datasets.training_datasets(info, mode, shuffle_seed=seed), plan
+    return datasets.training_datasets(info, mode, shuffle_seed=seed, cross_fit=cross_fit), plan
 
 
 def latest_run_name(storage_uri: str) -> str | None:
@@ -536,6 +557,22 @@ def _speaker_table(
     return table
 
 
+def _cross_fit_folds(
+    info: datasets.ShardInfo, members: int, log: Callable[[str], None]
+) -> dict[str, Any]:
+    """The folds of a cross-fitted run (ConfigError for fewer than two members), said once:
+    which valid speakers each member holds out."""
+    folds, clips = datasets.cross_fit_folds(info, members)
+    log(
+        f"train: cross-fitted over train + valid ({info.counts['train']} + "
+        f"{info.counts['valid']} clips); valid scores are out-of-fold"
+    )
+    for k, speakers in enumerate(folds.held_out()):
+        named = ", ".join(speakers) or "none"
+        log(f"train: member {k} holds out {clips[k]} valid clips (speakers: {named})")
+    return folds.to_dict()
+
+
 def run_training(
     settings: RunSettings,
     model_config: ModelConfig,
@@ -546,7 +583,8 @@ def run_training(
 ) -> TrainOutcome:
     """Train (or resume) one run on the connected Ray cluster and track it in MLflow.
 
-    `thresholds` says how rank 0 tunes the decision thresholds on validation each epoch.
+    `thresholds` says how rank 0 tunes the decision thresholds on validation each epoch;
+    `train_config.cross_fit` trains an ensemble cross-fitted over the valid split's speakers.
     """
     thresholds = thresholds or ThresholdConfig()
     from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig, ScalingConfig
@@ -568,7 +606,12 @@ def run_training(
         f"(mode {colearning.mode} trains {', '.join(TRAINED_CONDITIONS[colearning.mode])}; "
         "the others cannot be formed or scored on the valid split)"
     )
-    splits, cache_plan = _datasets(info, colearning.mode, settings, train_config.seed)
+    cross_fit = (
+        _cross_fit_folds(info, model_config.members, log) if train_config.cross_fit else None
+    )
+    splits, cache_plan = _datasets(
+        info, colearning.mode, settings, train_config.seed, train_config.cross_fit
+    )
     log(cache_plan.line())
     speakers = _speaker_table(info, model_config, log)
     params = {
@@ -608,6 +651,7 @@ def run_training(
             "train": train_config.to_dict(),
             "colearning": colearning.to_dict(),
             "data_fingerprint": info.fingerprint,
+            "cross_fit": cross_fit,
             "started_at": time.time(),
         }
         _save_run_record(settings, record)
@@ -624,6 +668,7 @@ def run_training(
         "data_fingerprint": info.fingerprint,
         "trained_conditions": plan["trained"],
         "speakers": speakers.to_dict() if speakers is not None else None,
+        "cross_fit": cross_fit,
         "tracking_uri": settings.tracking_uri,
         "mlflow_run_id": run_id,
         "die_at": die_at,

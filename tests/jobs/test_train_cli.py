@@ -158,3 +158,15 @@ def test_members_below_one_is_one_line(shards: Path, tmp_path: Path) -> None:
     )  # fmt: skip
     assert result.returncode == 2
     assert result.stderr.strip() == "avemo train: error: members must be >= 1"
+
+
+def test_cross_fit_without_an_ensemble_is_one_line(shards: Path, tmp_path: Path) -> None:
+    dead = f"http://127.0.0.1:{services.free_port()}"  # refused before any service is asked
+    result = _avemo(
+        "train", str(shards), "--members", "1", "--cross-fit", "--storage", str(tmp_path),
+        "--mlflow-uri", dead, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "avemo train: error: cross_fit needs an ensemble: members must be >= 2, got 1"
+    )

@@ -132,9 +132,7 @@ def _interpolate_held(boxes: list[FaceBox | None], flags: np.ndarray, tracks: np
             continue
         first, second = boxes[start], boxes[i]
         assert first is not None and second is not None
+        ends = list(zip(first.as_tuple(), second.as_tuple(), strict=True))  # (x, y, w, h) pairs
         for j in range(start + 1, i):
             t = (j - start) / (i - start)
-            boxes[j] = FaceBox(
-                *(round(a + t * (b - a)) for a, b in zip(first.as_tuple(), second.as_tuple())),
-                score=first.score,
-            )
+            boxes[j] = FaceBox(*(round(a + t * (b - a)) for a, b in ends), score=first.score)

@@ -1,7 +1,8 @@
 """Real 2-worker Ray Train runs on CPU against a real `mlflow server`: a worker killed mid-epoch is
 replaced and the run resumes from the last checkpoint; the best checkpoint is registered, loaded
 back (pyfunc and model URI) and evaluated; colearn on audio-only data is scored, logged and
-served on `a` alone (by an ensemble of two networks), with one console line per epoch."""
+served on `a` alone (by an ensemble of two networks), with one console line per epoch; a
+cross-fitted ensemble trains on the valid speakers too and records its folds."""
 
 from __future__ import annotations
 
@@ -19,6 +20,8 @@ import torch
 from avemo_core import training
 from avemo_core.checkpoint import load_checkpoint
 from avemo_core.colearning import CoLearningConfig
+from avemo_core.crossfit import Folds
+from avemo_core.data import batch_from_columns
 from avemo_core.ensemble import TransformerEnsemble
 from avemo_core.labels import CONDITIONS, EMOTIONS
 from avemo_core.metrics import FALLBACK_THRESHOLD, ThresholdConfig
@@ -29,7 +32,14 @@ from avemo_core.training import TrainConfig
 from jobs import cli
 from pipelines import model_uri, tracking
 from pipelines.train import datasets, evaluation, registry
-from pipelines.train.run import DIE_AT_ENV, OPTIMIZER_FILE, STATE_FILE, RunSettings, run_training
+from pipelines.train.run import (
+    DIE_AT_ENV,
+    OPTIMIZER_FILE,
+    RUN_FILE,
+    STATE_FILE,
+    RunSettings,
+    run_training,
+)
 
 TINY_SPEC = ShardSpec(clips=72, audio_frames=(16, 40), visual_frames=(2, 5), visual_px=64)
 
@@ -55,6 +65,19 @@ def fresh_run(
         experiment=f"test-train-{name}",
     )
     return root, settings
+
+
+def console_until(capfd: pytest.CaptureFixture[str], marker: str, timeout_s: float = 30.0) -> str:
+    """The console output so far, read until it shows `marker` (Ray workers print late)."""
+    deadline = time.monotonic() + timeout_s
+    text = ""
+    while time.monotonic() < deadline:
+        captured = capfd.readouterr()
+        text += captured.out + captured.err
+        if marker in text:
+            break
+        time.sleep(0.5)
+    return text
 
 
 @pytest.fixture(scope="module")
@@ -209,14 +232,7 @@ def test_colearn_on_audio_only_data_is_scored_and_served_on_a_alone(
     assert run.data.params["selection.conditions"] == "a"
     assert run.data.tags["avemo.score_conditions"] == "a"
     # The console says which conditions, then one line per epoch (printed by rank 0 in Ray).
-    deadline = time.monotonic() + 30.0
-    text = ""
-    while time.monotonic() < deadline:
-        captured = capfd.readouterr()
-        text += captured.out + captured.err
-        if "epoch 2/2" in text:
-            break
-        time.sleep(0.5)
+    text = console_until(capfd, "epoch 2/2")
     assert "selection: val_score = mean validation macro-F1 over a (mode colearn" in text
     for epoch in (1, 2):
         line = re.search(rf"epoch {epoch}/2  loss \d\.\d{{3}} \(bce_av .*", text)
@@ -259,3 +275,56 @@ def test_speakers_standardise_the_functionals_in_training_and_evaluation(
     assert code == 0
     assert "standardised per speaker (6 speakers in the split)" in capfd.readouterr().out
     assert json.loads(report.read_text())["data"]["speakers"] == 6
+
+
+def test_cross_fitted_ensemble_trains_on_valid_speakers_and_records_its_folds(
+    ray_cluster: None,
+    mlflow_uri: str,
+    tmp_path_factory: pytest.TempPathFactory,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    spec = dataclasses.replace(TINY_SPEC, speakers=5)
+    root, settings = fresh_run(tmp_path_factory, mlflow_uri, spec, "cross-fit")
+    outcome = run_training(
+        settings,
+        ModelConfig.named("tiny", members=2),
+        TrainConfig(epochs=2, batch_size=8, seed=4, cross_fit=True),
+        CoLearningConfig(),
+    )
+    info = datasets.inspect_shards(str(root))
+    valid = datasets.LocalBatches(info, "valid", 64)
+    named = sorted({s for chunk in valid.chunks for s in chunk["speaker"]})
+    expected = Folds.of(named, 2)
+    # every epoch trains on the train and the valid rows (one worker: all of them)
+    rows = info.counts["train"] + info.counts["valid"]
+    assert [r["train/samples"] for r in outcome.history] == [rows, rows]
+    saved = load_checkpoint(outcome.checkpoint_dir)
+    assert saved.metadata["cross_fit"] == expected.to_dict()
+    assert saved.metadata["train"]["cross_fit"] is True
+    assert set(saved.metadata["cross_fit"]["held_out"][0]).isdisjoint(
+        saved.metadata["cross_fit"]["held_out"][1]
+    )
+    assert isinstance(saved.model, TransformerEnsemble) and len(saved.model.members) == 2
+    record = json.loads((Path(settings.storage_uri) / settings.run_name / RUN_FILE).read_text())
+    assert record["cross_fit"] == expected.to_dict()
+    # the saved metrics are those of each valid clip scored by the member that held it out
+    held = [
+        dataclasses.replace(
+            batch_from_columns(chunk),
+            holdout=torch.tensor([expected.speakers[s] for s in chunk["speaker"]]),
+        )
+        for chunk in valid.chunks
+    ]
+    cpu = torch.device("cpu")
+    oof, _ = training.validate(saved.model, held, CONDITIONS, cpu, out_of_fold=True)
+    mean, _ = training.validate(saved.model, held, CONDITIONS, cpu)
+    for name in ("av/f1", "a/f1", "v/f1", "av/auc", "a/auc"):
+        assert outcome.metrics[f"valid/{name}"] == pytest.approx(oof[name], abs=1e-6), name
+    assert oof != mean
+    text = console_until(capfd, "epoch 2/2")
+    assert "valid scores are out-of-fold" in text
+    for k, speakers in enumerate(expected.held_out()):
+        assert re.search(
+            rf"member {k} holds out \d+ valid clips \(speakers: {', '.join(speakers)}\)", text
+        )
+    assert re.search(r"epoch 2/2  loss .*  valid \(out-of-fold\) av F1 ", text), text[-3000:]

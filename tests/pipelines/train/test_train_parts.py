@@ -1,5 +1,6 @@
 """The pieces under the Ray Train wrapper: `fit` through DDP across two real gloo processes,
-optimizer state round-trip without pickle, shard discovery, fingerprint and split datasets."""
+optimizer state round-trip without pickle, shard discovery, fingerprint, split datasets and the
+cross-fit folds of the valid speakers."""
 
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ from torch.nn.parallel import DistributedDataParallel
 
 from avemo_core import training
 from avemo_core.colearning import CoLearningConfig
+from avemo_core.config import ConfigError
+from avemo_core.crossfit import Folds
 from avemo_core.ensemble import build_model
 from avemo_core.labels import EMOTIONS
 from avemo_core.model import ModelConfig
@@ -141,6 +144,8 @@ def test_epoch_line_names_loss_parts_conditions_and_seconds() -> None:
         "epoch 3/10  loss 0.750 (bce_av 0.500 bce_a 0.250)  "
         "valid a F1 0.400 WA 0.625 | v F1 - WA -  val_score 0.400 (a)  3.2 s"
     )
+    cross_fitted = epoch_line(2, 10, stats, valid, Selection(0.4, ("a",)), 3.25, out_of_fold=True)
+    assert "(bce_av 0.500 bce_a 0.250)  valid (out-of-fold) a F1 0.400 WA 0.625 |" in cross_fitted
 
 
 def test_single_modal_columns_mark_the_other_modality_absent() -> None:
@@ -206,3 +211,33 @@ def test_many_small_shard_files_stream_every_row_and_leave_ray_data_settings(
     first = next(iter(train.iter_batches(batch_size=4, batch_format="numpy")))
     assert len(first["audio_frames"]) == 4
     assert train.count() == info.counts["train"]
+
+
+def test_cross_fit_folds_split_the_valid_speakers_and_need_valid_clips(tmp_path: Path) -> None:
+    write_clip_shards(tmp_path / "named", ShardSpec(clips=40, speakers=5, audio_frames=(4, 8)))
+    info = datasets.inspect_shards(str(tmp_path / "named"))
+    folds, clips = datasets.cross_fit_folds(info, 2)
+    valid = datasets.LocalBatches(info, "valid", 64)
+    named = sorted({s for chunk in valid.chunks for s in chunk[SPEAKER_COLUMN]})
+    assert folds == Folds.of(named, 2) and len(named) >= 3
+    assert clips.sum() == info.counts["valid"] and (clips > 0).all()
+    with pytest.raises(ConfigError, match="members must be >= 2"):
+        datasets.cross_fit_folds(info, 1)
+    no_valid = ShardSpec(clips=20, split_shares=(0.8, 0.0, 0.2), audio_frames=(4, 8))
+    write_clip_shards(tmp_path / "no-valid", no_valid)
+    with pytest.raises(datasets.DataError, match="cross-fitting needs valid clips"):
+        datasets.cross_fit_folds(datasets.inspect_shards(str(tmp_path / "no-valid")), 2)
+
+
+def test_cross_fit_reads_the_valid_rows_for_training_with_their_fold_columns(
+    ray_cluster: None, shards: Path
+) -> None:
+    info = datasets.inspect_shards(str(shards))
+    splits = datasets.training_datasets(info, "audio", cross_fit=True)
+    assert splits["train"].count() == info.counts["train"] + info.counts["valid"]
+    assert {"split", "clip_id"} <= set(splits["train"].columns())
+    assert {"split", "clip_id"} <= set(splits["valid"].columns())
+    assert splits["valid"].count() == info.counts["valid"]
+    plain = datasets.plan_cache(info, "audio", 1e12, 0.5, True)
+    crossed = datasets.plan_cache(info, "audio", 1e12, 0.5, True, cross_fit=True)
+    assert crossed.needed_bytes > plain.needed_bytes  # the valid rows are held twice
