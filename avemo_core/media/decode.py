@@ -34,6 +34,15 @@ file the extraction task takes 2.5-2.9 CPU s in a plain process against 1.9 s fo
 and inside a Ray worker about 5 % more, while Ray's own processes (dashboard agent, Ray Data's
 stats and autoscaling actors, raylet, GCS) take another 5-7 % of the core: the 0.6x of the
 one-CPU bench.
+Again on the AMD machine (60 s bench file, one core, the task in a plain process): 1.5-1.6 CPU-s
+in all, of them packet decoding (video and audio) 1.02, face detection 0.17 with detection on
+every other sampled frame and 0.13 on every third (boxes between interpolated: faces/tracking.py),
+conversion to grey 0.09, audio resampling 0.06 (soxr instead: 0.02 less, not worth a second
+resampler), log-mel 0.07, Python per packet about 0.1. In a timed 1-CPU Ray run of 4 such files
+(6.8 s wall) the worker took 6.3 CPU-s, the driver 0.16, Ray's processes about 0.35; idle, those
+take 0.63 CPU-s per 10 s, the dashboard agent's 5 s node sampling 0.09 of it (0.01 at the 60 s a
+local cluster now gets: pipelines/ray_session.py). Decoding every frame of a stream without
+B-frames is 0.92x of the bare decode by itself, so the one-CPU bench stays at 0.64x there.
 """
 
 from __future__ import annotations
